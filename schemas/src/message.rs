@@ -1,0 +1,280 @@
+//! The messages exchanged between stages.
+//!
+//! The flow is `RawEvent` (collector) → `Observation` (hasher) → `Alert`
+//! (evaluator) → sinks (notifier), plus `RescanRequest` as a control message.
+//! Optional fields carry `#[serde(default)]` so that a reader accepts
+//! messages written before the field existed.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::RawPath;
+
+/// What happened to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// The path already existed when the collector started watching it.
+    /// Not a change: it seeds baselines and feeds full comparisons.
+    Inventory,
+    /// A file or directory appeared.
+    Created,
+    /// Content was written (reported once per close after writing).
+    Modified,
+    /// The path disappeared.
+    Deleted,
+    /// The path was renamed; the old name is in `previous_path`.
+    Renamed,
+    /// Mode, owner, timestamps or extended attributes changed.
+    Attributes,
+}
+
+impl ChangeKind {
+    /// The lower-case name used in JSON, logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inventory => "inventory",
+            Self::Created => "created",
+            Self::Modified => "modified",
+            Self::Deleted => "deleted",
+            Self::Renamed => "renamed",
+            Self::Attributes => "attributes",
+        }
+    }
+}
+
+/// Where a watched path lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A path on the node itself, watched because an operator named it.
+    Host {
+        /// The watched root the path was found under.
+        root: RawPath,
+    },
+    /// A path inside a container's filesystem.
+    Container(ContainerInfo),
+}
+
+/// Identity of a container, as far as the collector could learn it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// Full runtime id.
+    pub id: String,
+    /// Runtime name (Docker name, or the Kubernetes container name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image reference as the container was started with it.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Image id (content digest) when known.
+    #[serde(default)]
+    pub image_id: Option<String>,
+    /// Kubernetes pod name.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Kubernetes namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// The process that made a change, read from /proc when the event was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Process id as seen from the node.
+    pub pid: u32,
+    /// Command name (`comm`).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Executable path.
+    #[serde(default)]
+    pub executable: Option<RawPath>,
+    /// Real user id.
+    #[serde(default)]
+    pub uid: Option<u32>,
+}
+
+/// A change seen by the collector, before anyone looked at the content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawEvent {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id of this event; also its `Nats-Msg-Id`.
+    pub id: String,
+    /// Node that saw the change.
+    pub node: String,
+    /// When the collector read the event.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// Host or container the path belongs to.
+    pub source: Source,
+    /// The path as seen from the source: inside the container for
+    /// containers, absolute on the node for host paths.
+    pub path: RawPath,
+    /// Where the file can be opened on the node (for host paths, `path`).
+    pub host_path: RawPath,
+    /// The old path of a rename.
+    #[serde(default)]
+    pub previous_path: Option<RawPath>,
+    /// What happened.
+    pub change: ChangeKind,
+    /// Whether the path is a directory.
+    #[serde(default)]
+    pub is_dir: bool,
+    /// The writing process, when it still existed.
+    #[serde(default)]
+    pub process: Option<ProcessInfo>,
+}
+
+/// Type of a file system object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// Regular file.
+    File,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+    /// Named pipe.
+    Fifo,
+    /// Unix socket.
+    Socket,
+    /// Block device.
+    BlockDevice,
+    /// Character device (an overlay whiteout is one).
+    CharDevice,
+}
+
+/// Content and metadata of a file at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    /// Object type.
+    pub kind: FileKind,
+    /// BLAKE3 of the content, lower-case hex; regular files only.
+    #[serde(default)]
+    pub blake3: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission and type bits (`st_mode`).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Target of a symbolic link.
+    #[serde(default)]
+    pub link_target: Option<RawPath>,
+}
+
+impl FileState {
+    /// Whether two states differ in anything an integrity check cares about.
+    /// Timestamps alone do not count: content, type, mode and owner do.
+    pub fn differs_from(&self, other: &FileState) -> bool {
+        self.kind != other.kind
+            || self.blake3 != other.blake3
+            || self.size != other.size
+            || self.mode != other.mode
+            || self.uid != other.uid
+            || self.gid != other.gid
+            || self.link_target != other.link_target
+    }
+}
+
+/// A raw event verified by the hasher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id; derived from the event id so redelivery keeps it.
+    pub id: String,
+    /// The event this observation verifies.
+    pub event: RawEvent,
+    /// The file as found; `None` when it no longer exists.
+    pub state: Option<FileState>,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Worth a look.
+    Low,
+    /// Investigate.
+    Medium,
+    /// Investigate now.
+    High,
+    /// Likely compromise.
+    Critical,
+}
+
+impl Severity {
+    /// The lower-case name used in JSON, subjects and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// A change that a rule says someone must know about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id; derived from the observation id so redelivery keeps it.
+    pub id: String,
+    /// When the change was seen.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// Id of the rule that raised it.
+    pub rule: String,
+    /// What happened.
+    pub change: ChangeKind,
+    /// The path as seen inside the container, or on the node for host paths.
+    pub path: RawPath,
+    /// The old path of a rename.
+    #[serde(default)]
+    pub previous_path: Option<RawPath>,
+    /// Node that saw the change.
+    pub node: String,
+    /// The container, or `None` for host paths.
+    pub container: Option<ContainerInfo>,
+    /// The baseline state, or `None` when the path had none.
+    pub before: Option<FileState>,
+    /// The state now, or `None` when the path is gone.
+    pub after: Option<FileState>,
+    /// The writing process, when known.
+    #[serde(default)]
+    pub process: Option<ProcessInfo>,
+    /// Compliance control ids this alert is evidence for.
+    #[serde(default)]
+    pub controls: Vec<String>,
+    /// Redacted content diff, when content was captured.
+    #[serde(default)]
+    pub diff: Option<String>,
+}
+
+/// Asks a collector to report everything under its watches again, for
+/// example after the kernel queue overflowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescanRequest {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id.
+    pub id: String,
+    /// Node whose collector should rescan.
+    pub node: String,
+    /// Why, in words for the log.
+    pub reason: String,
+}
