@@ -1,0 +1,64 @@
+//! Readiness of the parts of a process, for `/readyz`.
+//!
+//! Each stage registers one flag and raises it when it can do its job (the
+//! collector: once its marks are in place, so a change made after `/readyz`
+//! answers 200 is guaranteed to be reported). The process is ready when
+//! every registered flag is up.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// All readiness flags of a process.
+#[derive(Clone, Default)]
+pub struct Health {
+    flags: Arc<Mutex<Vec<(&'static str, watch::Receiver<bool>)>>>,
+}
+
+impl Health {
+    /// Registers a component, not ready until its flag is raised.
+    pub fn register(&self, component: &'static str) -> ReadyFlag {
+        let (sender, receiver) = watch::channel(false);
+        self.lock().push((component, receiver));
+        ReadyFlag { sender: Arc::new(sender) }
+    }
+
+    /// Components that are not ready yet; empty when the process is ready.
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        self.lock().iter().filter(|(_, flag)| !*flag.borrow()).map(|(name, _)| *name).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, watch::Receiver<bool>)>> {
+        self.flags.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One component's readiness.
+#[derive(Clone)]
+pub struct ReadyFlag {
+    sender: Arc<watch::Sender<bool>>,
+}
+
+impl ReadyFlag {
+    /// A flag that belongs to no [`Health`], for tests and tools.
+    pub fn detached() -> Self {
+        Self { sender: Arc::new(watch::channel(false).0) }
+    }
+
+    /// Marks the component ready or not.
+    pub fn set(&self, ready: bool) {
+        self.sender.send_replace(ready);
+    }
+
+    /// Whether the component is ready.
+    pub fn is_ready(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Waits until the component is ready.
+    pub async fn wait(&self) {
+        let mut receiver = self.sender.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = receiver.wait_for(|ready| *ready).await;
+    }
+}

@@ -1,0 +1,180 @@
+//! What every stage gets from the process, and the loop that feeds a stage
+//! from a durable consumer.
+//!
+//! The loop decodes each delivery, runs the stage's handler inside a span
+//! continued from the message's trace context, and acknowledges only after
+//! the handler succeeded. A payload that does not decode, or that the
+//! handler rejects for good, goes to the stage's dead-letter subject and is
+//! then acknowledged, so one bad message never stops a stage. A transient
+//! failure is retried later. On shutdown the loop finishes the delivery in
+//! hand and returns.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use schemas::{header, subject};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, warn};
+
+use crate::error::BoxError;
+use crate::{Bus, Consumer, Delivery, Outgoing, ReadyFlag};
+
+/// Everything a stage needs besides its own configuration.
+#[derive(Clone)]
+pub struct StageContext {
+    /// The transport.
+    pub bus: Bus,
+    /// Cancelled when the process should drain and stop.
+    pub shutdown: CancellationToken,
+    /// Raised by the stage once it does its job.
+    pub ready: ReadyFlag,
+    /// Counts messages sent to dead-letter subjects.
+    pub dead_letters: DeadLetterMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeadLetterLabels {
+    stage: &'static str,
+    reason: &'static str,
+}
+
+/// The `fim_dead_letters_total{stage, reason}` counter.
+#[derive(Clone, Default)]
+pub struct DeadLetterMetrics {
+    total: Family<DeadLetterLabels, Counter>,
+}
+
+impl DeadLetterMetrics {
+    /// Registers the counter.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "fim_dead_letters",
+            "Messages a stage could not process, sent to fim.dlq.<stage>",
+            metrics.total.clone(),
+        );
+        metrics
+    }
+
+    fn record(&self, stage: &'static str, reason: &'static str) {
+        self.total.get_or_create(&DeadLetterLabels { stage, reason }).inc();
+    }
+}
+
+/// Why a handler did not finish a message.
+#[derive(Debug)]
+pub enum Failure {
+    /// Worth retrying later (a publish failed, a disk was busy).
+    Transient(BoxError),
+    /// Will never succeed; the message goes to the dead-letter subject.
+    Permanent {
+        /// A short fixed label for metrics and the dead-letter header.
+        reason: &'static str,
+        /// What went wrong.
+        error: BoxError,
+    },
+}
+
+// How long a transiently failed message waits before it is redelivered.
+const RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Feeds `handle` every message of `consumer` until shutdown.
+pub async fn consume<T, H>(ctx: &StageContext, stage: &'static str, mut consumer: Consumer, mut handle: H)
+where
+    T: DeserializeOwned,
+    H: AsyncFnMut(T, &Delivery) -> Result<(), Failure>,
+{
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                let span = tracing::info_span!("consume", stage, subject = %delivery.subject);
+                crate::trace::continue_from(&delivery.headers, &span);
+                process(ctx, stage, &delivery, &mut handle).instrument(span).await;
+            }
+            Some(Err(error)) => {
+                warn!(stage, error = %error_chain(&error), "receive failed, retrying");
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(crate::nats::RECEIVE_RETRY) => {}
+                }
+            }
+            None => {
+                error!(stage, "consumer closed by the transport; stage stops");
+                break;
+            }
+        }
+    }
+    debug!(stage, "consumer loop drained");
+}
+
+async fn process<T, H>(ctx: &StageContext, stage: &'static str, delivery: &Delivery, handle: &mut H)
+where
+    T: DeserializeOwned,
+    H: AsyncFnMut(T, &Delivery) -> Result<(), Failure>,
+{
+    let outcome = match schemas::decode::<T>(&delivery.payload) {
+        Ok(message) => handle(message, delivery).await,
+        Err(error) => Err(Failure::Permanent { reason: error.reason(), error: error.into() }),
+    };
+    let settled = match outcome {
+        // Acknowledge only now: the handler's output is published and its
+        // state stored, so a crash before this line means a redelivery.
+        Ok(()) => delivery.ack().await,
+        Err(Failure::Transient(error)) => {
+            warn!(stage, error = %error_chain(&*error), delivered = delivery.delivered, "processing failed, will retry");
+            delivery.nak(RETRY_DELAY).await
+        }
+        Err(Failure::Permanent { reason, error }) => {
+            dead_letter(ctx, stage, delivery, reason, &*error).await
+        }
+    };
+    if let Err(error) = settled {
+        warn!(stage, error = %error_chain(&error), "acknowledgement failed; the message will be redelivered");
+    }
+}
+
+// Parks a message on fim.dlq.<stage>, then acknowledges it. If parking
+// fails the message is left unacknowledged, so it is retried, not lost.
+async fn dead_letter(
+    ctx: &StageContext,
+    stage: &'static str,
+    delivery: &Delivery,
+    reason: &'static str,
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+) -> Result<(), crate::BusError> {
+    warn!(stage, reason, subject = %delivery.subject, error = %error_chain(error), "message refused, sent to dead letters");
+    ctx.dead_letters.record(stage, reason);
+    let mut message = Outgoing {
+        subject: subject::dead_letters(stage),
+        headers: delivery.headers.clone(),
+        payload: delivery.payload.clone(),
+    };
+    let id = format!("{stage}:{}:{}", delivery.subject, delivery.stream_sequence);
+    message.headers.insert(header::MSG_ID, id);
+    message.headers.insert(header::DEAD_LETTER_SUBJECT, delivery.subject.clone());
+    message.headers.insert(header::DEAD_LETTER_REASON, reason);
+    message.headers.insert(header::DEAD_LETTER_ERROR, error_chain(error));
+    ctx.bus.publish(message).await?;
+    delivery.ack().await
+}
+
+/// An error and its sources, joined with `: `, for one log field.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
