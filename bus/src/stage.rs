@@ -82,11 +82,26 @@ pub enum Failure {
 // How long a transiently failed message waits before it is redelivered.
 const RETRY_DELAY: Duration = Duration::from_secs(2);
 
-/// Feeds `handle` every message of `consumer` until shutdown.
-pub async fn consume<T, H>(ctx: &StageContext, stage: &'static str, mut consumer: Consumer, mut handle: H)
+/// A stage's work on one decoded message.
+///
+/// Contract: return `Ok` only once every effect of the message is durable
+/// (published, stored), because the delivery is acknowledged right after.
+/// Handlers must be idempotent: a crash between the effects and the
+/// acknowledgement delivers the message again.
+pub trait Handler<T>: Send {
+    /// Processes one message; `delivery` gives its headers and position.
+    fn handle(
+        &mut self,
+        message: T,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// Feeds `handler` every message of `consumer` until shutdown.
+pub async fn consume<T, H>(ctx: &StageContext, stage: &'static str, mut consumer: Consumer, mut handler: H)
 where
     T: DeserializeOwned,
-    H: AsyncFnMut(T, &Delivery) -> Result<(), Failure>,
+    H: Handler<T>,
 {
     loop {
         let next = tokio::select! {
@@ -98,7 +113,7 @@ where
             Some(Ok(delivery)) => {
                 let span = tracing::info_span!("consume", stage, subject = %delivery.subject);
                 crate::trace::continue_from(&delivery.headers, &span);
-                process(ctx, stage, &delivery, &mut handle).instrument(span).await;
+                process(ctx, stage, &delivery, &mut handler).instrument(span).await;
             }
             Some(Err(error)) => {
                 warn!(stage, error = %error_chain(&error), "receive failed, retrying");
@@ -116,13 +131,13 @@ where
     debug!(stage, "consumer loop drained");
 }
 
-async fn process<T, H>(ctx: &StageContext, stage: &'static str, delivery: &Delivery, handle: &mut H)
+async fn process<T, H>(ctx: &StageContext, stage: &'static str, delivery: &Delivery, handler: &mut H)
 where
     T: DeserializeOwned,
-    H: AsyncFnMut(T, &Delivery) -> Result<(), Failure>,
+    H: Handler<T>,
 {
     let outcome = match schemas::decode::<T>(&delivery.payload) {
-        Ok(message) => handle(message, delivery).await,
+        Ok(message) => handler.handle(message, delivery).await,
         Err(error) => Err(Failure::Permanent { reason: error.reason(), error: error.into() }),
     };
     let settled = match outcome {

@@ -170,12 +170,23 @@ pub struct FileState {
 }
 
 impl FileState {
+    /// Whether only metadata (mode, owner) differs while content is the same.
+    pub fn same_content(&self, other: &FileState) -> bool {
+        self.kind == other.kind
+            && self.blake3 == other.blake3
+            && self.size == other.size
+            && self.link_target == other.link_target
+    }
+
     /// Whether two states differ in anything an integrity check cares about.
-    /// Timestamps alone do not count: content, type, mode and owner do.
+    /// Timestamps alone do not count: content, type, mode and owner do. A
+    /// directory's size changes with its entries, which are watched on their
+    /// own, so it does not count either.
     pub fn differs_from(&self, other: &FileState) -> bool {
+        let directories = self.kind == FileKind::Directory && other.kind == FileKind::Directory;
         self.kind != other.kind
             || self.blake3 != other.blake3
-            || self.size != other.size
+            || (!directories && self.size != other.size)
             || self.mode != other.mode
             || self.uid != other.uid
             || self.gid != other.gid

@@ -56,6 +56,16 @@ pub fn observations(partition: u32) -> String {
     format!("{OBSERVATIONS}.{partition}")
 }
 
+/// The evaluator partition that owns a key (a container id, or the node and
+/// watch root for host paths). FNV-1a, so every process and every release
+/// agrees on the owner of a key.
+pub fn partition(key: &[u8], partitions: u32) -> u32 {
+    let hash = key.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
 /// Alerts of one severity about one namespace token (see [`HOST_NAMESPACE`]
 /// and [`NO_NAMESPACE`]).
 pub fn alerts(severity: Severity, namespace: &str) -> String {
@@ -105,6 +115,15 @@ mod tests {
         assert!(matches("fim.alerts.critical.>", &subject));
         assert!(matches("fim.alerts.*.payments", &subject));
         assert!(!matches("fim.alerts.high.>", &subject));
+    }
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        assert_eq!(partition(b"abc", 1), 0);
+        assert_eq!(partition(b"abc", 8), partition(b"abc", 8));
+        assert!((0..1000).all(|i| partition(format!("c{i}").as_bytes(), 4) < 4));
+        // Pinned: changing the hash would move every key to another replica.
+        assert_eq!(partition(b"container-1", 16), 10);
     }
 
     #[test]
