@@ -31,15 +31,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::All(args) => all(args).await,
         Command::Collector(args) => {
             let mut process = Process::start(&args.common, "fim-collector")?;
-            let bus = connect(&args.nats, "fim-collector").await?;
             let config = collector_config(&args.common, args.watch, args.exclude)?;
+            let bus = connect(&args.nats, "fim-collector").await?;
             process.collector(&bus, config);
             process.supervise(&args.common).await
         }
         Command::Hasher(args) => {
             let mut process = Process::start(&args.common, "fim-hasher")?;
+            let config = hasher_config(&args.common, args.workers)?;
             let bus = connect(&args.nats, "fim-hasher").await?;
-            process.hasher(&bus, hasher_config(&args.common, args.workers)?);
+            process.hasher(&bus, config);
             process.supervise(&args.common).await
         }
         Command::Evaluator(args) => {

@@ -103,3 +103,35 @@ fn wait_for_info(port: u16) -> anyhow::Result<()> {
     }
     bail!("nats-server did not accept connections on port {port} within 10 s")
 }
+
+/// A plain HTTP/1.0 GET on loopback: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls `GET /readyz` until it answers 200.
+pub fn wait_ready(addr: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    let mut last = String::from("no answer");
+    while Instant::now() < deadline {
+        match http_get(addr, "/readyz") {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, body)) => last = format!("{status} {body}"),
+            Err(error) => last = error.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{addr}/readyz not ready within {within:?}: {last}")
+}
