@@ -60,7 +60,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &state.registry) {
         warn!(%error, "metrics encoding failed");
-        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::new());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            String::new(),
+        );
     }
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body)

@@ -158,8 +158,11 @@ impl Process {
         }
     }
 
-    fn spawn<E>(&mut self, stage: &'static str, work: impl Future<Output = Result<(), E>> + Send + 'static)
-    where
+    fn spawn<E>(
+        &mut self,
+        stage: &'static str,
+        work: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) where
         E: std::error::Error + Send + Sync + 'static,
     {
         self.stages.spawn(async move { (stage, work.await.map_err(anyhow::Error::from)) });

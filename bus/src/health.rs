@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+type Flags = Vec<(&'static str, watch::Receiver<bool>)>;
+
 /// All readiness flags of a process.
 #[derive(Clone, Default)]
 pub struct Health {
-    flags: Arc<Mutex<Vec<(&'static str, watch::Receiver<bool>)>>>,
+    flags: Arc<Mutex<Flags>>,
 }
 
 impl Health {
@@ -28,7 +30,7 @@ impl Health {
         self.lock().iter().filter(|(_, flag)| !*flag.borrow()).map(|(name, _)| *name).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, watch::Receiver<bool>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Flags> {
         self.flags.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -91,7 +91,7 @@ impl Bus {
     /// Creates the durable consumer if needed and attaches to it.
     pub async fn consumer(&self, spec: ConsumerSpec) -> Result<Consumer, BusError> {
         match self {
-            Self::Nats(bus) => Ok(Consumer::Nats(bus.consumer(spec).await?)),
+            Self::Nats(bus) => Ok(Consumer::Nats(Box::new(bus.consumer(spec).await?))),
             Self::Memory(bus) => Ok(Consumer::Memory(bus.consumer(spec)?)),
         }
     }
@@ -100,8 +100,8 @@ impl Bus {
 /// An attachment to a durable consumer. Dropping it hands its
 /// unacknowledged deliveries back for redelivery.
 pub enum Consumer {
-    /// NATS pull consumer.
-    Nats(nats::NatsConsumer),
+    /// NATS pull consumer (boxed: its message stream is large).
+    Nats(Box<nats::NatsConsumer>),
     /// In-process consumer.
     Memory(memory::MemoryConsumer),
 }

@@ -209,12 +209,8 @@ impl ConsumerState {
     }
 
     fn expire_in_flight(&mut self, now: Instant) {
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, f)| f.deadline <= now)
-            .map(|(seq, _)| *seq)
-            .collect();
+        let expired: Vec<u64> =
+            self.in_flight.iter().filter(|(_, f)| f.deadline <= now).map(|(seq, _)| *seq).collect();
         for sequence in expired {
             self.in_flight.remove(&sequence);
             self.redeliver.insert(sequence);

@@ -38,7 +38,8 @@ impl NatsBus {
 
     pub(crate) async fn publish(&self, message: Outgoing) -> Result<(), BusError> {
         let subject = message.subject;
-        let error = |source: async_nats::Error| BusError::Publish { subject: subject.clone(), source };
+        let error =
+            |source: async_nats::Error| BusError::Publish { subject: subject.clone(), source };
         let mut headers = async_nats::HeaderMap::new();
         for (name, value) in message.headers.iter() {
             headers.insert(name, value);
@@ -58,7 +59,8 @@ impl NatsBus {
             durable: spec.durable.clone(),
             source,
         };
-        let stream = self.jetstream.get_stream(spec.stream.name).await.map_err(|e| error(e.into()))?;
+        let stream =
+            self.jetstream.get_stream(spec.stream.name).await.map_err(|e| error(e.into()))?;
         let config = consumer::pull::Config {
             durable_name: Some(spec.durable.clone()),
             filter_subject: spec.filter.clone(),

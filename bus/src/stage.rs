@@ -98,8 +98,12 @@ pub trait Handler<T>: Send {
 }
 
 /// Feeds `handler` every message of `consumer` until shutdown.
-pub async fn consume<T, H>(ctx: &StageContext, stage: &'static str, mut consumer: Consumer, mut handler: H)
-where
+pub async fn consume<T, H>(
+    ctx: &StageContext,
+    stage: &'static str,
+    mut consumer: Consumer,
+    mut handler: H,
+) where
     T: DeserializeOwned,
     H: Handler<T>,
 {
@@ -131,8 +135,12 @@ where
     debug!(stage, "consumer loop drained");
 }
 
-async fn process<T, H>(ctx: &StageContext, stage: &'static str, delivery: &Delivery, handler: &mut H)
-where
+async fn process<T, H>(
+    ctx: &StageContext,
+    stage: &'static str,
+    delivery: &Delivery,
+    handler: &mut H,
+) where
     T: DeserializeOwned,
     H: Handler<T>,
 {

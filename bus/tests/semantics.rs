@@ -86,7 +86,9 @@ async fn repeated_message_ids_are_stored_once(bus: Bus) {
 
 async fn nak_redelivers_and_headers_survive(bus: Bus) {
     let mut message = Outgoing::new("fim.events.node-1", "h", b"x".to_vec());
-    message.headers.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    message
+        .headers
+        .insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     bus.publish(message).await.unwrap();
     let mut consumer = bus.consumer(spec("nak")).await.unwrap();
     let first = next(&mut consumer).await;
@@ -101,7 +103,11 @@ async fn nak_redelivers_and_headers_survive(bus: Bus) {
 struct Recorder(tokio::sync::mpsc::UnboundedSender<schemas::RescanRequest>);
 
 impl Handler<schemas::RescanRequest> for Recorder {
-    async fn handle(&mut self, message: schemas::RescanRequest, _: &Delivery) -> Result<(), Failure> {
+    async fn handle(
+        &mut self,
+        message: schemas::RescanRequest,
+        _: &Delivery,
+    ) -> Result<(), Failure> {
         self.0.send(message).map_err(|e| Failure::Transient(e.into()))
     }
 }

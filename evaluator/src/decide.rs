@@ -51,8 +51,11 @@ pub fn decide(
         }
         (Some(before), Some(now)) if !before.differs_from(now) => Decision::Unchanged,
         (Some(before), Some(now)) => {
-            let change =
-                if before.same_content(now) { ChangeKind::Attributes } else { ChangeKind::Modified };
+            let change = if before.same_content(now) {
+                ChangeKind::Attributes
+            } else {
+                ChangeKind::Modified
+            };
             Decision::Alert { change, before: Some(before.clone()) }
         }
     }
@@ -112,7 +115,10 @@ mod tests {
     #[test]
     fn a_path_created_after_the_inventory_alerts() {
         let obs = observation(ChangeKind::Created, Some(state("a", 0o644)), 10);
-        assert_eq!(decide(None, None, &obs), Decision::Alert { change: ChangeKind::Created, before: None });
+        assert_eq!(
+            decide(None, None, &obs),
+            Decision::Alert { change: ChangeKind::Created, before: None }
+        );
     }
 
     #[test]
@@ -127,14 +133,20 @@ mod tests {
     fn a_change_made_while_fim_was_down_alerts_at_the_next_inventory() {
         let old = baseline(Some(state("root", 0o644)), 5);
         let obs = observation(ChangeKind::Inventory, Some(state("evil", 0o644)), 10);
-        assert!(matches!(decide(Some(&old), None, &obs), Decision::Alert { change: ChangeKind::Modified, .. }));
+        assert!(matches!(
+            decide(Some(&old), None, &obs),
+            Decision::Alert { change: ChangeKind::Modified, .. }
+        ));
     }
 
     #[test]
     fn a_mode_change_alone_is_an_attributes_alert() {
         let old = baseline(Some(state("bin", 0o755)), 5);
         let obs = observation(ChangeKind::Attributes, Some(state("bin", 0o4755)), 10);
-        assert!(matches!(decide(Some(&old), None, &obs), Decision::Alert { change: ChangeKind::Attributes, .. }));
+        assert!(matches!(
+            decide(Some(&old), None, &obs),
+            Decision::Alert { change: ChangeKind::Attributes, .. }
+        ));
     }
 
     #[test]
@@ -148,7 +160,10 @@ mod tests {
     fn deletion_of_a_known_path_alerts_and_unknown_does_not() {
         let old = baseline(Some(state("a", 0o644)), 5);
         let obs = observation(ChangeKind::Deleted, None, 10);
-        assert!(matches!(decide(Some(&old), None, &obs), Decision::Alert { change: ChangeKind::Deleted, .. }));
+        assert!(matches!(
+            decide(Some(&old), None, &obs),
+            Decision::Alert { change: ChangeKind::Deleted, .. }
+        ));
         assert_eq!(decide(None, None, &obs), Decision::Unchanged);
     }
 
@@ -156,7 +171,10 @@ mod tests {
     fn a_path_recreated_after_deletion_alerts_even_at_inventory() {
         let tombstone = baseline(None, 5);
         let obs = observation(ChangeKind::Inventory, Some(state("a", 0o644)), 10);
-        assert!(matches!(decide(Some(&tombstone), None, &obs), Decision::Alert { change: ChangeKind::Created, .. }));
+        assert!(matches!(
+            decide(Some(&tombstone), None, &obs),
+            Decision::Alert { change: ChangeKind::Created, .. }
+        ));
     }
 
     #[test]

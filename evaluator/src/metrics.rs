@@ -29,7 +29,11 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let registry = registry.sub_registry_with_prefix("fim_evaluator");
-        registry.register("observations", "Observations evaluated, by decision", metrics.decisions.clone());
+        registry.register(
+            "observations",
+            "Observations evaluated, by decision",
+            metrics.decisions.clone(),
+        );
         registry.register("alerts", "Alerts raised, by severity and rule", metrics.alerts.clone());
         metrics
     }

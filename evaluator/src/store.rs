@@ -26,7 +26,10 @@ pub trait BaselineStore: Send + Sync {
     /// The baseline of one key.
     fn get(&self, key: &[u8]) -> Result<Option<Baseline>, Error>;
     /// Stores several baselines atomically and durably.
-    fn put_all(&self, entries: Vec<(Vec<u8>, Baseline)>) -> impl Future<Output = Result<(), Error>> + Send;
+    fn put_all(
+        &self,
+        entries: Vec<(Vec<u8>, Baseline)>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// The baseline key of a path: the source, a NUL, then the path bytes

@@ -56,7 +56,8 @@ impl<S: BaselineStore> Worker<S> {
                 let alert = alert(&observation, change, before);
                 self.publish(&alert).await?;
                 if let Some(previous_key) = previous_key {
-                    let tombstone = Baseline { state: None, event_time_ns: writes[0].1.event_time_ns };
+                    let tombstone =
+                        Baseline { state: None, event_time_ns: writes[0].1.event_time_ns };
                     writes.push((previous_key, tombstone));
                 }
             }
@@ -82,7 +83,11 @@ impl<S: BaselineStore> Worker<S> {
             Some(container) => container.namespace.as_deref().unwrap_or(subject::NO_NAMESPACE),
         };
         let subject = subject::alerts(alert.severity, namespace);
-        self.ctx.bus.publish(Outgoing::new(subject, &alert.id, payload)).await.map_err(transient)?;
+        self.ctx
+            .bus
+            .publish(Outgoing::new(subject, &alert.id, payload))
+            .await
+            .map_err(transient)?;
         let labels = AlertLabels { severity: alert.severity.as_str(), rule: HOST_RULE };
         self.metrics.alerts.get_or_create(&labels).inc();
         Ok(())
@@ -95,7 +100,11 @@ impl<S: BaselineStore> Handler<Observation> for Worker<S> {
     }
 }
 
-fn alert(observation: &Observation, change: schemas::ChangeKind, before: Option<schemas::FileState>) -> Alert {
+fn alert(
+    observation: &Observation,
+    change: schemas::ChangeKind,
+    before: Option<schemas::FileState>,
+) -> Alert {
     let event = &observation.event;
     let container = match &event.source {
         Source::Container(container) => Some(container.clone()),

@@ -40,7 +40,9 @@ pub fn inspect(path: &Path) -> Result<Option<FileState>, FileError> {
     };
     let kind = kind_of(&metadata);
     match kind {
-        FileKind::File => hash_regular(path).or_else(|e| if is_gone(&e) { Ok(None) } else { Err(fail(e)) }),
+        FileKind::File => {
+            hash_regular(path).or_else(|e| if is_gone(&e) { Ok(None) } else { Err(fail(e)) })
+        }
         FileKind::Symlink => match std::fs::read_link(path) {
             Ok(target) => Ok(Some(state(kind, &metadata, None, Some(target.into())))),
             Err(error) if is_gone(&error) => Ok(None),
@@ -64,7 +66,8 @@ fn hash_regular(path: &Path) -> io::Result<Option<FileState>> {
         }
         let digest = hash_content(&mut file)?;
         let after = file.metadata()?;
-        let stable = before.len() == after.len() && before.mtime_nsec() == after.mtime_nsec()
+        let stable = before.len() == after.len()
+            && before.mtime_nsec() == after.mtime_nsec()
             && before.mtime() == after.mtime();
         last = Some(state(FileKind::File, &after, Some(digest), None));
         if stable {
@@ -92,7 +95,12 @@ fn hash_content(file: &mut File) -> io::Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
-fn state(kind: FileKind, metadata: &Metadata, blake3: Option<String>, link_target: Option<RawPath>) -> FileState {
+fn state(
+    kind: FileKind,
+    metadata: &Metadata,
+    blake3: Option<String>,
+    link_target: Option<RawPath>,
+) -> FileState {
     FileState {
         kind,
         blake3,
@@ -100,7 +108,10 @@ fn state(kind: FileKind, metadata: &Metadata, blake3: Option<String>, link_targe
         mode: metadata.mode(),
         uid: metadata.uid(),
         gid: metadata.gid(),
-        mtime_ns: metadata.mtime().saturating_mul(1_000_000_000).saturating_add(metadata.mtime_nsec()),
+        mtime_ns: metadata
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(metadata.mtime_nsec()),
         link_target,
     }
 }

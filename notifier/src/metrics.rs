@@ -23,7 +23,11 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
         let registry = registry.sub_registry_with_prefix("fim_notifier");
-        registry.register("deliveries", "Alert deliveries, by sink and outcome", metrics.deliveries.clone());
+        registry.register(
+            "deliveries",
+            "Alert deliveries, by sink and outcome",
+            metrics.deliveries.clone(),
+        );
         metrics
     }
 

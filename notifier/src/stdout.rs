@@ -25,7 +25,10 @@ impl StdoutSink {
             .map_err(|e| Failure::Permanent { reason: "encode", error: e.into() })?;
         line.push(b'\n');
         let mut stdout = std::io::stdout().lock();
-        stdout.write_all(&line).and_then(|()| stdout.flush()).map_err(|e| Failure::Transient(e.into()))
+        stdout
+            .write_all(&line)
+            .and_then(|()| stdout.flush())
+            .map_err(|e| Failure::Transient(e.into()))
     }
 }
 
