@@ -79,7 +79,7 @@ fn observation(sequence: i64, change: ChangeKind, content: Option<&str>) -> Obse
         mode: 0o100644,
         uid: 0,
         gid: 0,
-        mtime_ns: sequence.into(),
+        mtime_ns: sequence,
         link_target: None,
     });
     Observation {
