@@ -137,12 +137,15 @@ struct Process {
 impl Process {
     fn start(common: &Common, service: &'static str) -> anyhow::Result<Self> {
         let telemetry = telemetry::init(common.log_format, service)?;
+        // Installed first: a SIGTERM at any later point must drain, not kill.
+        let shutdown = CancellationToken::new();
+        spawn_signal_handler(shutdown.clone())?;
         let mut registry = Registry::default();
         let dead_letters = DeadLetterMetrics::register(&mut registry);
         Ok(Self {
             registry,
             health: Health::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             dead_letters,
             stages: JoinSet::new(),
             _telemetry: telemetry,
@@ -211,12 +214,18 @@ impl Process {
         if let Some(addr) = common.listen {
             http::serve(addr, self.health.clone(), registry, self.shutdown.clone()).await?;
         }
-        spawn_signal_handler(self.shutdown.clone())?;
 
         let mut failure = None;
         tokio::select! {
+            biased;
             () = self.shutdown.cancelled() => {}
-            Some(joined) = self.stages.join_next() => failure = Some(stage_failure(joined)),
+            Some(joined) = self.stages.join_next() => {
+                // A stage that returns Ok after the stop signal is draining, not failing.
+                let stopping = self.shutdown.is_cancelled() && matches!(joined, Ok((_, Ok(()))));
+                if !stopping {
+                    failure = Some(stage_failure(joined));
+                }
+            }
         }
         self.shutdown.cancel();
         self.drain().await;
