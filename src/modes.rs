@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use bus::stage::DeadLetterMetrics;
-use bus::{Bus, Health, StageContext};
+use bus::{Bus, Health, ReadyFlag, StageContext};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut process = Process::start(&args.common, "fim-collector")?;
             let config = collector_config(&args.common, args.watch, args.exclude)?;
             let bus = connect(&args.nats, "fim-collector").await?;
-            process.collector(&bus, config);
+            let ready = process.health.register("collector");
+            process.collector(&bus, config, ready);
             process.supervise(&args.common).await
         }
         Command::Hasher(args) => {
@@ -83,7 +84,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
             Some(failed) = process.stages.join_next() => return Err(stage_failure(failed)),
         }
     }
-    process.spawn_collector(&bus, collector, collector_ready);
+    process.collector(&bus, collector, collector_ready);
     process.supervise(&args.common).await
 }
 
@@ -152,7 +153,7 @@ impl Process {
         })
     }
 
-    fn context(&self, bus: &Bus, ready: bus::ReadyFlag) -> StageContext {
+    fn context(&self, bus: &Bus, ready: ReadyFlag) -> StageContext {
         StageContext {
             bus: bus.clone(),
             shutdown: self.shutdown.clone(),
@@ -161,50 +162,46 @@ impl Process {
         }
     }
 
-    fn spawn<E>(
+    /// Registers a stage's readiness and metrics, then spawns it.
+    fn launch<M, E, F>(
         &mut self,
         stage: &'static str,
-        work: impl Future<Output = Result<(), E>> + Send + 'static,
-    ) where
+        bus: &Bus,
+        ready: ReadyFlag,
+        register: fn(&mut Registry) -> M,
+        run: impl FnOnce(M, StageContext) -> F,
+    ) -> ReadyFlag
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        let metrics = register(&mut self.registry);
+        let work = run(metrics, self.context(bus, ready.clone()));
         self.stages.spawn(async move { (stage, work.await.map_err(anyhow::Error::from)) });
-    }
-
-    fn collector(&mut self, bus: &Bus, config: collector::Config) -> bus::ReadyFlag {
-        let ready = self.health.register("collector");
-        self.spawn_collector(bus, config, ready.clone());
         ready
     }
 
-    fn spawn_collector(&mut self, bus: &Bus, config: collector::Config, ready: bus::ReadyFlag) {
-        let metrics = collector::Metrics::register(&mut self.registry);
-        let ctx = self.context(bus, ready);
-        self.spawn("collector", collector::run(config, metrics, ctx));
+    fn collector(&mut self, bus: &Bus, config: collector::Config, ready: ReadyFlag) {
+        let run = |metrics, ctx| collector::run(config, metrics, ctx);
+        self.launch("collector", bus, ready, collector::Metrics::register, run);
     }
 
-    fn hasher(&mut self, bus: &Bus, config: hasher::Config) -> bus::ReadyFlag {
+    fn hasher(&mut self, bus: &Bus, config: hasher::Config) -> ReadyFlag {
         let ready = self.health.register("hasher");
-        let metrics = hasher::Metrics::register(&mut self.registry);
-        let ctx = self.context(bus, ready.clone());
-        self.spawn("hasher", hasher::run(config, metrics, ctx));
-        ready
+        let run = |metrics, ctx| hasher::run(config, metrics, ctx);
+        self.launch("hasher", bus, ready, hasher::Metrics::register, run)
     }
 
-    fn evaluator(&mut self, bus: &Bus, config: evaluator::Config) -> bus::ReadyFlag {
+    fn evaluator(&mut self, bus: &Bus, config: evaluator::Config) -> ReadyFlag {
         let ready = self.health.register("evaluator");
-        let metrics = evaluator::Metrics::register(&mut self.registry);
-        let ctx = self.context(bus, ready.clone());
-        self.spawn("evaluator", evaluator::run(config, metrics, ctx));
-        ready
+        let run = |metrics, ctx| evaluator::run(config, metrics, ctx);
+        self.launch("evaluator", bus, ready, evaluator::Metrics::register, run)
     }
 
-    fn notifier(&mut self, bus: &Bus, config: notifier::Config) -> bus::ReadyFlag {
+    fn notifier(&mut self, bus: &Bus, config: notifier::Config) -> ReadyFlag {
         let ready = self.health.register("notifier");
-        let metrics = notifier::Metrics::register(&mut self.registry);
-        let ctx = self.context(bus, ready.clone());
-        self.spawn("notifier", notifier::run(config, metrics, ctx));
-        ready
+        let run = |metrics, ctx| notifier::run(config, metrics, ctx);
+        self.launch("notifier", bus, ready, notifier::Metrics::register, run)
     }
 
     /// Serves health and metrics, then waits for a stop signal or a failed

@@ -36,6 +36,20 @@ pub struct StageContext {
     pub dead_letters: DeadLetterMetrics,
 }
 
+impl StageContext {
+    /// A context of its own: a fresh shutdown token, a readiness flag that
+    /// belongs to no health endpoint and unregistered metrics. For tests and
+    /// tools that run one stage.
+    pub fn standalone(bus: Bus) -> Self {
+        Self {
+            bus,
+            shutdown: CancellationToken::new(),
+            ready: ReadyFlag::detached(),
+            dead_letters: DeadLetterMetrics::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeadLetterLabels {
     stage: &'static str,

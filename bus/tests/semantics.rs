@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use bus::stage::{self, DeadLetterMetrics, Failure, Handler};
-use bus::{Bus, ConsumerSpec, Delivery, Outgoing, ReadyFlag, StageContext};
+use bus::stage::{self, Failure, Handler};
+use bus::{Bus, ConsumerSpec, Delivery, Outgoing, StageContext};
 use schemas::stream;
 use testkit::NatsServer;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(1500);
@@ -113,12 +112,7 @@ impl Handler<schemas::RescanRequest> for Recorder {
 }
 
 async fn malformed_messages_go_to_dead_letters_and_the_stage_goes_on(bus: Bus) {
-    let ctx = StageContext {
-        bus: bus.clone(),
-        shutdown: CancellationToken::new(),
-        ready: ReadyFlag::detached(),
-        dead_letters: DeadLetterMetrics::default(),
-    };
+    let ctx = StageContext::standalone(bus.clone());
     let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
     let consumer = bus.consumer(spec("stage")).await.unwrap();
     let loop_ctx = ctx.clone();

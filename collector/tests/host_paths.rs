@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bus::stage::DeadLetterMetrics;
-use bus::{Bus, Consumer, ConsumerSpec, Outgoing, ReadyFlag, StageContext};
+use bus::{Bus, Consumer, ConsumerSpec, Outgoing, StageContext};
 use collector::{Config, Metrics};
 use prometheus_client::registry::Registry;
 use schemas::{ChangeKind, RawEvent, RawPath, RescanRequest, SCHEMA_VERSION, Source, subject};
@@ -49,13 +48,8 @@ impl Harness {
 
     async fn run(dir: tempfile::TempDir, root: PathBuf, config: Config) -> Self {
         let bus = Bus::memory();
-        let shutdown = CancellationToken::new();
-        let ctx = StageContext {
-            bus: bus.clone(),
-            shutdown: shutdown.clone(),
-            ready: ReadyFlag::detached(),
-            dead_letters: DeadLetterMetrics::default(),
-        };
+        let ctx = StageContext::standalone(bus.clone());
+        let shutdown = ctx.shutdown.clone();
         let metrics = Metrics::register(&mut Registry::default());
         let task = tokio::spawn(collector::run(config, metrics, ctx.clone()));
         if timeout(WAIT, ctx.ready.wait()).await.is_err() {

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bus::stage::DeadLetterMetrics;
-use bus::{Bus, Consumer, ConsumerSpec, Outgoing, ReadyFlag, StageContext};
+use bus::{Bus, Consumer, ConsumerSpec, Outgoing, StageContext};
 use schemas::{
     Alert, ChangeKind, FileKind, FileState, Observation, RawEvent, RawPath, SCHEMA_VERSION, Source,
     stream, subject,
@@ -25,13 +24,8 @@ struct Running {
 
 async fn start(data_dir: &Path) -> Running {
     let bus = Bus::memory();
-    let ready = ReadyFlag::detached();
-    let ctx = StageContext {
-        bus: bus.clone(),
-        shutdown: CancellationToken::new(),
-        ready: ready.clone(),
-        dead_letters: DeadLetterMetrics::default(),
-    };
+    let ctx = StageContext::standalone(bus.clone());
+    let ready = ctx.ready.clone();
     let config = evaluator::Config { data_dir: data_dir.to_owned() };
     let metrics = evaluator::Metrics::default();
     let shutdown = ctx.shutdown.clone();

@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use bus::stage::DeadLetterMetrics;
-use bus::{Bus, ConsumerSpec, Outgoing, ReadyFlag, StageContext};
+use bus::{Bus, ConsumerSpec, Outgoing, StageContext};
 use schemas::{ChangeKind, FileKind, Observation, RawEvent, RawPath, SCHEMA_VERSION, Source};
 use schemas::{stream, subject};
 use time::OffsetDateTime;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 
 fn event(id: &str, path: RawPath) -> RawEvent {
     RawEvent {
@@ -36,13 +34,8 @@ async fn every_event_becomes_an_observation_with_content_hash_or_gone() {
     std::fs::write(odd.as_path(), "x").unwrap();
 
     let bus = Bus::memory();
-    let ready = ReadyFlag::detached();
-    let ctx = StageContext {
-        bus: bus.clone(),
-        shutdown: CancellationToken::new(),
-        ready: ready.clone(),
-        dead_letters: DeadLetterMetrics::default(),
-    };
+    let ctx = StageContext::standalone(bus.clone());
+    let ready = ctx.ready.clone();
     let mut config = hasher::Config::new("node-1");
     config.workers = 2;
     config.partitions = 4;
