@@ -4,6 +4,8 @@
 //! is set; the W3C propagator is always installed, so trace context in
 //! message headers passes through a stage that does not export.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -40,8 +42,10 @@ pub fn init(format: LogFormat, service: &'static str) -> anyhow::Result<Telemetr
     let otel = provider
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("fim")));
-    let text = (format == LogFormat::Text)
-        .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let colours = std::io::stderr().is_terminal();
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer().with_ansi(colours).with_writer(std::io::stderr)
+    });
     let json = (format == LogFormat::Json)
         .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
     tracing_subscriber::registry()

@@ -41,6 +41,18 @@ fn embedded_mode_prints_an_alert_for_an_appended_line_and_exits_cleanly() {
     let expected = blake3::hash(&std::fs::read(&passwd).unwrap()).to_hex().to_string();
     assert_eq!(alert["after"]["blake3"], expected.as_str());
     assert_eq!(alert["controls"][0], "PCI-DSS-4.0:11.5.2");
+
+    let (status, _) = testkit::http_get(&fim.listen, "/healthz").unwrap();
+    assert_eq!(status, 200);
+    let (status, metrics) = testkit::http_get(&fim.listen, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for counter in [
+        "fim_evaluator_alerts_total{severity=\"high\",rule=\"host-path-changed\"} 1",
+        "fim_notifier_deliveries_total{sink=\"stdout\",outcome=\"delivered\"} 1",
+        "fim_hasher_files_total{outcome=\"hashed\"}",
+    ] {
+        assert!(metrics.contains(counter), "/metrics lacks {counter}:\n{metrics}");
+    }
     assert!(fim.terminate().success(), "SIGTERM drains and exits 0");
 }
 
