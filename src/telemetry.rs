@@ -43,9 +43,8 @@ pub fn init(format: LogFormat, service: &'static str) -> anyhow::Result<Telemetr
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("fim")));
     let colours = std::io::stderr().is_terminal();
-    let text = (format == LogFormat::Text).then(|| {
-        tracing_subscriber::fmt::layer().with_ansi(colours).with_writer(std::io::stderr)
-    });
+    let text = (format == LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_ansi(colours).with_writer(std::io::stderr));
     let json = (format == LogFormat::Json)
         .then(|| tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr));
     tracing_subscriber::registry()

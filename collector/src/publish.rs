@@ -85,6 +85,7 @@ impl Publisher {
             change: change.kind,
             is_dir: change.is_dir,
             process,
+            container_root: None,
         }
     }
 

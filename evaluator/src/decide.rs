@@ -78,6 +78,8 @@ mod tests {
             gid: 0,
             mtime_ns: 0,
             link_target: None,
+            partial: false,
+            unstable: false,
         }
     }
 
@@ -97,8 +99,11 @@ mod tests {
                 change,
                 is_dir: false,
                 process: None,
+                container_root: None,
             },
             state,
+            image: None,
+            content: None,
         }
     }
 

@@ -75,6 +75,8 @@ fn observation(sequence: i64, change: ChangeKind, content: Option<&str>) -> Obse
         gid: 0,
         mtime_ns: sequence,
         link_target: None,
+        partial: false,
+        unstable: false,
     });
     Observation {
         schema_version: SCHEMA_VERSION,
@@ -91,8 +93,11 @@ fn observation(sequence: i64, change: ChangeKind, content: Option<&str>) -> Obse
             change,
             is_dir: false,
             process: None,
+            container_root: None,
         },
         state,
+        image: None,
+        content: None,
     }
 }
 

@@ -113,6 +113,8 @@ fn state(
             .saturating_mul(1_000_000_000)
             .saturating_add(metadata.mtime_nsec()),
         link_target,
+        partial: false,
+        unstable: false,
     }
 }
 

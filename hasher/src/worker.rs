@@ -48,6 +48,8 @@ impl Worker {
             id: format!("obs:{}", event.id),
             event,
             state,
+            image: None,
+            content: None,
         };
         self.publish(&observation).await
     }

@@ -22,6 +22,7 @@ fn event(id: &str, path: RawPath) -> RawEvent {
         change: ChangeKind::Modified,
         is_dir: false,
         process: None,
+        container_root: None,
     }
 }
 

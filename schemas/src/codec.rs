@@ -63,8 +63,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Alert, ChangeKind, ContainerInfo, FileKind, FileState, Observation, ProcessInfo, RawEvent,
-        RawPath, Severity, Source,
+        Alert, CapturedContent, ChangeKind, ContainerInfo, FileKind, FileState, ImageVersion,
+        Observation, ProcessInfo, RawEvent, RawPath, Severity, Source,
     };
 
     fn event() -> RawEvent {
@@ -89,6 +89,7 @@ mod tests {
                 executable: None,
                 uid: Some(0),
             }),
+            container_root: None,
         }
     }
 
@@ -102,6 +103,8 @@ mod tests {
             gid: 0,
             mtime_ns: 1,
             link_target: None,
+            partial: false,
+            unstable: false,
         }
     }
 
@@ -115,6 +118,12 @@ mod tests {
             id: "o".into(),
             event: event.clone(),
             state: Some(state()),
+            image: Some(ImageVersion { state: None, layer: Some(RawPath::from("/l1")) }),
+            content: Some(CapturedContent {
+                current: b"a=\xff\n".to_vec(),
+                image: None,
+                truncated: true,
+            }),
         };
         assert_eq!(decode::<Observation>(&encode(&observation).unwrap()).unwrap(), observation);
 

@@ -16,8 +16,8 @@ pub mod subject;
 
 pub use codec::{CodecError, decode, encode};
 pub use message::{
-    Alert, ChangeKind, ContainerInfo, FileKind, FileState, Observation, ProcessInfo, RawEvent,
-    RescanRequest, Severity, Source,
+    Alert, CapturedContent, ChangeKind, ContainerInfo, ContainerRoot, FileKind, FileState,
+    ImageVersion, Observation, ProcessInfo, RawEvent, RescanRequest, Severity, Source,
 };
 pub use path::RawPath;
 

@@ -124,6 +124,19 @@ pub struct RawEvent {
     /// The writing process, when it still existed.
     #[serde(default)]
     pub process: Option<ProcessInfo>,
+    /// For container paths on overlay roots: the layers, so the hasher can
+    /// find the image's version of the path.
+    #[serde(default)]
+    pub container_root: Option<ContainerRoot>,
+}
+
+/// Where a container's root filesystem lives on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRoot {
+    /// The overlay upper directory (the container's own writes).
+    pub upper_dir: RawPath,
+    /// The image's read-only layers, top first (overlay `lowerdir` order).
+    pub lower_dirs: Vec<RawPath>,
 }
 
 /// Type of a file system object.
@@ -167,6 +180,14 @@ pub struct FileState {
     /// Target of a symbolic link.
     #[serde(default)]
     pub link_target: Option<RawPath>,
+    /// The hash covers only the first bytes of the file (a size cap was
+    /// reached); `size` is still the full size.
+    #[serde(default)]
+    pub partial: bool,
+    /// The file kept changing while it was hashed; the hash is of one of
+    /// the versions seen.
+    #[serde(default)]
+    pub unstable: bool,
 }
 
 impl FileState {
@@ -205,6 +226,39 @@ pub struct Observation {
     pub event: RawEvent,
     /// The file as found; `None` when it no longer exists.
     pub state: Option<FileState>,
+    /// The image's version of the path, for container paths on overlay
+    /// roots; `None` when that does not apply or was not looked up.
+    #[serde(default)]
+    pub image: Option<ImageVersion>,
+    /// Captured content for diffs, when the path is marked for capture.
+    #[serde(default)]
+    pub content: Option<CapturedContent>,
+}
+
+/// The image's version of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVersion {
+    /// The state in the image; `None` when the image has no such path (or
+    /// a whiteout or opaque directory hides it).
+    pub state: Option<FileState>,
+    /// The layer directory that holds it.
+    #[serde(default)]
+    pub layer: Option<RawPath>,
+}
+
+/// Small text content captured on the node for a diff. Secrets are
+/// redacted before it is published, so they never leave the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedContent {
+    /// The current content, redacted and bounded.
+    #[serde(with = "serde_bytes")]
+    pub current: Vec<u8>,
+    /// The image's content, redacted and bounded, when there is one.
+    #[serde(default, with = "serde_bytes")]
+    pub image: Option<Vec<u8>>,
+    /// Either side was cut at the capture limit.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// How urgent an alert is.
