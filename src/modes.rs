@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use bus::stage::DeadLetterMetrics;
+use bus::stage::{DeadLetterMetrics, StageMetrics};
 use bus::{Bus, Health, ReadyFlag, StageContext};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
@@ -32,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collector(args) => {
             let mut process = Process::start(&args.common, "fim-collector")?;
             let config = collector_config(&args.common, args.watch, args.exclude)?;
-            let bus = connect(&args.nats, "fim-collector").await?;
+            let bus = process.connect(&args.nats, "fim-collector").await?;
             let ready = process.health.register("collector");
             process.collector(&bus, config, ready);
             process.supervise(&args.common).await
@@ -40,20 +40,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Hasher(args) => {
             let mut process = Process::start(&args.common, "fim-hasher")?;
             let config = hasher_config(&args.common, args.workers)?;
-            let bus = connect(&args.nats, "fim-hasher").await?;
+            let bus = process.connect(&args.nats, "fim-hasher").await?;
             process.hasher(&bus, config);
             process.supervise(&args.common).await
         }
         Command::Evaluator(args) => {
             let mut process = Process::start(&args.common, "fim-evaluator")?;
             let config = evaluator::Config { data_dir: prepare_data_dir(&args.data_dir)? };
-            let bus = connect(&args.nats, "fim-evaluator").await?;
+            let bus = process.connect(&args.nats, "fim-evaluator").await?;
             process.evaluator(&bus, config);
             process.supervise(&args.common).await
         }
         Command::Notifier(args) => {
             let mut process = Process::start(&args.common, "fim-notifier")?;
-            let bus = connect(&args.nats, "fim-notifier").await?;
+            let bus = process.connect(&args.nats, "fim-notifier").await?;
             process.notifier(&bus, notifier::Config::default());
             process.supervise(&args.common).await
         }
@@ -69,7 +69,7 @@ async fn all(args: AllArgs) -> anyhow::Result<()> {
     let collector = collector_config(&args.common, args.watch, vec![data_dir.clone()])?;
     let hasher = hasher_config(&args.common, args.workers)?;
     let bus = match &args.nats {
-        Some(url) => connect(url, "fim-all").await?,
+        Some(url) => process.connect(url, "fim-all").await?,
         None => Bus::memory(),
     };
     let consumers = [
@@ -113,10 +113,6 @@ fn prepare_data_dir(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     dir.canonicalize().with_context(|| format!("invalid --data-dir: {}", dir.display()))
 }
 
-async fn connect(url: &str, client: &str) -> anyhow::Result<Bus> {
-    Bus::connect(url, client).await.with_context(|| format!("invalid --nats: cannot use {url}"))
-}
-
 fn stage_failure(joined: Result<StageResult, tokio::task::JoinError>) -> anyhow::Error {
     match joined {
         Ok((stage, Ok(()))) => anyhow!("stage {stage} stopped unexpectedly"),
@@ -131,6 +127,7 @@ struct Process {
     health: Health,
     shutdown: CancellationToken,
     dead_letters: DeadLetterMetrics,
+    stage_metrics: StageMetrics,
     stages: JoinSet<StageResult>,
     _telemetry: telemetry::Telemetry,
 }
@@ -143,14 +140,26 @@ impl Process {
         spawn_signal_handler(shutdown.clone())?;
         let mut registry = Registry::default();
         let dead_letters = DeadLetterMetrics::register(&mut registry);
+        let stage_metrics = StageMetrics::register(&mut registry);
         Ok(Self {
             registry,
             health: Health::default(),
             shutdown,
             dead_letters,
+            stage_metrics,
             stages: JoinSet::new(),
             _telemetry: telemetry,
         })
+    }
+
+    /// Connects to NATS; the process is not ready while the connection is down.
+    async fn connect(&self, url: &str, client: &str) -> anyhow::Result<Bus> {
+        let bus = Bus::connect(url, client)
+            .await
+            .with_context(|| format!("invalid --nats: cannot use {url}"))?;
+        let watched = bus.clone();
+        self.health.register_check("nats", move || watched.is_connected());
+        Ok(bus)
     }
 
     fn context(&self, bus: &Bus, ready: ReadyFlag) -> StageContext {
@@ -159,6 +168,7 @@ impl Process {
             shutdown: self.shutdown.clone(),
             ready,
             dead_letters: self.dead_letters.clone(),
+            metrics: self.stage_metrics.clone(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 mod memory;
 mod message;
+mod metrics;
 mod nats;
 pub mod stage;
 pub mod trace;
@@ -78,6 +79,15 @@ impl Bus {
         Self::Memory(MemoryBus::new())
     }
 
+    /// Whether the transport can carry messages right now (for NATS: the
+    /// connection is up; the in-process bus always can).
+    pub fn is_connected(&self) -> bool {
+        match self {
+            Self::Nats(bus) => bus.is_connected(),
+            Self::Memory(_) => true,
+        }
+    }
+
     /// Publishes one message and waits until the stream has stored it. The
     /// current trace context is added to its headers.
     pub async fn publish(&self, mut message: Outgoing) -> Result<(), BusError> {
@@ -107,6 +117,15 @@ pub enum Consumer {
 }
 
 impl Consumer {
+    /// Messages matching the consumer that it has not delivered yet (its
+    /// lag), plus those waiting for redelivery.
+    pub async fn pending(&mut self) -> Result<u64, BusError> {
+        match self {
+            Self::Nats(consumer) => consumer.pending().await,
+            Self::Memory(consumer) => Ok(consumer.pending()),
+        }
+    }
+
     /// The next delivery; `None` when the transport closed for good.
     pub async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         match self {

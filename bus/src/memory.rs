@@ -275,6 +275,19 @@ pub struct MemoryConsumer {
 }
 
 impl MemoryConsumer {
+    pub(crate) fn pending(&self) -> u64 {
+        let state = self.bus.lock();
+        let Some(stream) = state.streams.get(self.stream) else { return 0 };
+        let Some(consumer) = stream.consumers.get(&self.durable) else { return 0 };
+        let filter = &consumer.spec.filter;
+        let new = stream
+            .messages
+            .range(consumer.cursor..)
+            .filter(|(_, m)| subject::matches(filter, &m.subject))
+            .count();
+        (new + consumer.redeliver.len()) as u64
+    }
+
     pub(crate) async fn next(&mut self) -> Delivery {
         loop {
             self.changes.borrow_and_update();

@@ -36,6 +36,11 @@ impl NatsBus {
         Ok(Self { jetstream })
     }
 
+    pub(crate) fn is_connected(&self) -> bool {
+        let state = self.jetstream.client().connection_state();
+        state == async_nats::connection::State::Connected
+    }
+
     pub(crate) async fn publish(&self, message: Outgoing) -> Result<(), BusError> {
         let subject = message.subject;
         let error =
@@ -74,7 +79,7 @@ impl NatsBus {
             .await
             .map_err(|e| error(e.into()))?;
         let messages = consumer.messages().await.map_err(|e| error(e.into()))?;
-        Ok(NatsConsumer { durable: spec.durable, messages })
+        Ok(NatsConsumer { durable: spec.durable, consumer, messages })
     }
 }
 
@@ -97,10 +102,17 @@ async fn ensure_stream(jetstream: &jetstream::Context, spec: &StreamSpec) -> Res
 /// An attachment to a durable pull consumer.
 pub struct NatsConsumer {
     durable: String,
+    consumer: consumer::PullConsumer,
     messages: consumer::pull::Stream,
 }
 
 impl NatsConsumer {
+    pub(crate) async fn pending(&mut self) -> Result<u64, BusError> {
+        let durable = &self.durable;
+        let info = self.consumer.info().await.map_err(|e| receive_error(durable, e.into()))?;
+        Ok(info.num_pending)
+    }
+
     pub(crate) async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
         let message = match self.messages.next().await? {
             Ok(message) => message,
@@ -128,8 +140,12 @@ impl NatsConsumer {
     }
 
     fn receive_error(&self, source: async_nats::Error) -> BusError {
-        BusError::Receive { durable: self.durable.clone(), source }
+        receive_error(&self.durable, source)
     }
+}
+
+fn receive_error(durable: &str, source: async_nats::Error) -> BusError {
+    BusError::Receive { durable: durable.to_owned(), source }
 }
 
 /// How long a stage waits before pulling again after a receive error, so a

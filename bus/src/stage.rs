@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
-use schemas::{header, subject};
+use std::time::Instant;
+
+use schemas::{Describe, header, subject};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, warn};
+
+pub use crate::metrics::{DeadLetterMetrics, StageMetrics};
 
 use crate::error::BoxError;
 use crate::{Bus, Consumer, Delivery, Outgoing, ReadyFlag};
@@ -34,6 +34,8 @@ pub struct StageContext {
     pub ready: ReadyFlag,
     /// Counts messages sent to dead-letter subjects.
     pub dead_letters: DeadLetterMetrics,
+    /// Counts and times what the consume loop does.
+    pub metrics: StageMetrics,
 }
 
 impl StageContext {
@@ -46,36 +48,8 @@ impl StageContext {
             shutdown: CancellationToken::new(),
             ready: ReadyFlag::detached(),
             dead_letters: DeadLetterMetrics::default(),
+            metrics: StageMetrics::default(),
         }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DeadLetterLabels {
-    stage: &'static str,
-    reason: &'static str,
-}
-
-/// The `fim_dead_letters_total{stage, reason}` counter.
-#[derive(Clone, Default)]
-pub struct DeadLetterMetrics {
-    total: Family<DeadLetterLabels, Counter>,
-}
-
-impl DeadLetterMetrics {
-    /// Registers the counter.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
-        registry.register(
-            "fim_dead_letters",
-            "Messages a stage could not process, sent to fim.dlq.<stage>",
-            metrics.total.clone(),
-        );
-        metrics
-    }
-
-    fn record(&self, stage: &'static str, reason: &'static str) {
-        self.total.get_or_create(&DeadLetterLabels { stage, reason }).inc();
     }
 }
 
@@ -111,6 +85,9 @@ pub trait Handler<T>: Send {
     ) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
+// How often the consumer's backlog is read into `fim_consumer_pending`.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Feeds `handler` every message of `consumer` until shutdown.
 pub async fn consume<T, H>(
     ctx: &StageContext,
@@ -118,18 +95,23 @@ pub async fn consume<T, H>(
     mut consumer: Consumer,
     mut handler: H,
 ) where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Describe,
     H: Handler<T>,
 {
+    let mut lag = tokio::time::interval(LAG_INTERVAL);
     loop {
         let next = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
+            _ = lag.tick() => {
+                record_lag(ctx, stage, &mut consumer).await;
+                continue;
+            }
             next = consumer.next() => next,
         };
         match next {
             Some(Ok(delivery)) => {
-                let span = tracing::info_span!("consume", stage, subject = %delivery.subject);
+                let span = message_span(stage, &delivery);
                 crate::trace::continue_from(&delivery.headers, &span);
                 process(ctx, stage, &delivery, &mut handler).instrument(span).await;
             }
@@ -149,31 +131,70 @@ pub async fn consume<T, H>(
     debug!(stage, "consumer loop drained");
 }
 
+async fn record_lag(ctx: &StageContext, stage: &'static str, consumer: &mut Consumer) {
+    match consumer.pending().await {
+        Ok(pending) => ctx.metrics.pending(stage, pending),
+        Err(error) => debug!(stage, error = %error_chain(&error), "consumer lag unavailable"),
+    }
+}
+
+// One span per message; the path, container and rule are filled in once
+// the payload is decoded, so every stage's span of one change carries them.
+fn message_span(stage: &'static str, delivery: &Delivery) -> tracing::Span {
+    tracing::info_span!(
+        "consume",
+        stage,
+        subject = %delivery.subject,
+        delivered = delivery.delivered,
+        path = tracing::field::Empty,
+        container = tracing::field::Empty,
+        rule = tracing::field::Empty,
+    )
+}
+
+fn describe(message: &impl Describe) {
+    let span = tracing::Span::current();
+    if let Some(path) = message.path() {
+        span.record("path", tracing::field::display(path));
+    }
+    if let Some(container) = message.container() {
+        span.record("container", container);
+    }
+    if let Some(rule) = message.rule() {
+        span.record("rule", rule);
+    }
+}
+
 async fn process<T, H>(
     ctx: &StageContext,
     stage: &'static str,
     delivery: &Delivery,
     handler: &mut H,
 ) where
-    T: DeserializeOwned,
+    T: DeserializeOwned + Describe,
     H: Handler<T>,
 {
+    let started = Instant::now();
     let outcome = match schemas::decode::<T>(&delivery.payload) {
-        Ok(message) => handler.handle(message, delivery).await,
+        Ok(message) => {
+            describe(&message);
+            handler.handle(message, delivery).await
+        }
         Err(error) => Err(Failure::Permanent { reason: error.reason(), error: error.into() }),
     };
-    let settled = match outcome {
+    let (label, settled) = match outcome {
         // Acknowledge only now: the handler's output is published and its
         // state stored, so a crash before this line means a redelivery.
-        Ok(()) => delivery.ack().await,
+        Ok(()) => ("acked", delivery.ack().await),
         Err(Failure::Transient(error)) => {
             warn!(stage, error = %error_chain(&*error), delivered = delivery.delivered, "processing failed, will retry");
-            delivery.nak(RETRY_DELAY).await
+            ("retried", delivery.nak(RETRY_DELAY).await)
         }
         Err(Failure::Permanent { reason, error }) => {
-            dead_letter(ctx, stage, delivery, reason, &*error).await
+            ("dead_lettered", dead_letter(ctx, stage, delivery, reason, &*error).await)
         }
     };
+    ctx.metrics.message(stage, label, started.elapsed().as_secs_f64());
     if let Err(error) = settled {
         warn!(stage, error = %error_chain(&error), "acknowledgement failed; the message will be redelivered");
     }

@@ -8,6 +8,7 @@
 //! that older readers cannot ignore bumps [`SCHEMA_VERSION`].
 
 pub mod codec;
+pub mod describe;
 pub mod header;
 pub mod message;
 pub mod path;
@@ -15,6 +16,7 @@ pub mod stream;
 pub mod subject;
 
 pub use codec::{CodecError, decode, encode};
+pub use describe::Describe;
 pub use message::{
     Alert, CapturedContent, ChangeKind, ContainerInfo, ContainerRoot, FileKind, FileState,
     ImageVersion, Observation, ProcessInfo, RawEvent, RescanRequest, Severity, Source,
