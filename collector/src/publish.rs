@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bus::{Bus, Outgoing};
-use schemas::{ProcessInfo, RawEvent, SCHEMA_VERSION, Source, subject};
+use schemas::{Describe, ProcessInfo, RawEvent, SCHEMA_VERSION, Source, subject};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, trace, warn};
+use tracing::{Instrument, error, trace, warn};
 
 use crate::Metrics;
 use crate::watch::Change;
@@ -66,7 +66,17 @@ impl Publisher {
             }
         };
         let message = Outgoing::new(self.subject.as_ref(), &id, payload);
-        if self.publish_with_retry(&id, &event, message).await {
+        // Each change starts its own trace; the stages after this one
+        // continue it from the message headers.
+        let span = tracing::info_span!(
+            parent: None,
+            "file_change",
+            path = %event.path,
+            change = kind.as_str(),
+            container = event.container().unwrap_or_default(),
+        );
+        let published = self.publish_with_retry(&id, &event, message).instrument(span).await;
+        if published {
             trace!(%id, change = kind.as_str(), path = %event.path, "raw event published");
             self.metrics.published(kind);
         }

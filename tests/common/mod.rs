@@ -1,3 +1,4 @@
+#![allow(dead_code)] // Each test binary uses its own part of these helpers.
 //! Running the real `fim` binary in tests: spawn it, read its stdout lines,
 //! stop it with SIGTERM, and kill it if a test fails half-way.
 
@@ -17,9 +18,15 @@ pub struct Fim {
 impl Fim {
     /// Starts `fim <args> --listen <free port> --node test`.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`Fim::start`], with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let listen = format!("127.0.0.1:{}", testkit::free_port().unwrap());
         let mut child = Command::new(env!("CARGO_BIN_EXE_fim"))
             .args(args)
+            .envs(env.iter().copied())
             .args(["--listen", &listen, "--node", "test"])
             .env("FIM_LOG", "info")
             .stdout(Stdio::piped())
