@@ -177,6 +177,19 @@ impl MemoryBus {
     }
 }
 
+impl MemoryBus {
+    // Restarts the ack wait of a delivery still in flight.
+    fn extend(&self, target: &Target) {
+        let mut state = self.lock();
+        let Some(stream) = state.streams.get_mut(target.stream) else { return };
+        let Some(consumer) = stream.consumers.get_mut(&target.durable) else { return };
+        let ack_wait = consumer.spec.ack_wait;
+        if let Some(in_flight) = consumer.in_flight.get_mut(&target.sequence) {
+            in_flight.deadline = Instant::now() + ack_wait;
+        }
+    }
+}
+
 impl MemStream {
     // Drops messages past max_age and message ids past the duplicate window.
     fn expire(&mut self, now: Instant) {
@@ -262,6 +275,10 @@ impl MemoryAcker {
 
     pub(crate) fn nak(&self, delay: Duration) {
         self.bus.settle(&self.target, Some(delay));
+    }
+
+    pub(crate) fn extend(&self) {
+        self.bus.extend(&self.target);
     }
 }
 

@@ -83,6 +83,21 @@ impl Delivery {
         }
     }
 
+    /// Tells the bus the work goes on, restarting the ack wait, so a long
+    /// retry sequence is not redelivered to another worker meanwhile.
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        use async_nats::jetstream::AckKind;
+        match &self.acker {
+            Acker::Nats(acker) => {
+                acker.ack_with(AckKind::Progress).await.map_err(|source| BusError::Ack { source })
+            }
+            Acker::Memory(acker) => {
+                acker.extend();
+                Ok(())
+            }
+        }
+    }
+
     /// Asks for redelivery after `delay`.
     pub async fn nak(&self, delay: std::time::Duration) -> Result<(), BusError> {
         use async_nats::jetstream::AckKind;

@@ -33,7 +33,8 @@ impl DeadLetterMetrics {
         metrics
     }
 
-    pub(crate) fn record(&self, stage: &'static str, reason: &'static str) {
+    /// Counts one message parked on a dead-letter subject.
+    pub fn record(&self, stage: &'static str, reason: &'static str) {
         self.total.get_or_create(&DeadLetterLabels { stage, reason }).inc();
     }
 }

@@ -99,6 +99,22 @@ async fn nak_redelivers_and_headers_survive(bus: Bus) {
     second.ack().await.unwrap();
 }
 
+async fn progress_holds_off_redelivery(bus: Bus) {
+    publish(&bus, "slow", "long work").await;
+    let mut worker = bus.consumer(spec("progress")).await.unwrap();
+    let mut other = bus.consumer(spec("progress")).await.unwrap();
+    let delivery = next(&mut worker).await;
+    // Four times the 1 s ack wait, reporting progress every 400 ms.
+    for _ in 0..10 {
+        delivery.in_progress().await.unwrap();
+        if let Ok(Some(Ok(again))) = timeout(Duration::from_millis(400), other.next()).await {
+            panic!("redelivered while in progress: {:?}", again.payload);
+        }
+    }
+    delivery.ack().await.unwrap();
+    nothing_more(&mut other).await;
+}
+
 struct Recorder(tokio::sync::mpsc::UnboundedSender<schemas::RescanRequest>);
 
 impl Handler<schemas::RescanRequest> for Recorder {
@@ -168,6 +184,7 @@ on_both_transports!(
     unacked_messages_come_back_after_a_crash,
     repeated_message_ids_are_stored_once,
     nak_redelivers_and_headers_survive,
+    progress_holds_off_redelivery,
     malformed_messages_go_to_dead_letters_and_the_stage_goes_on,
 );
 
