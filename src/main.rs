@@ -15,6 +15,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    notifier::install_crypto_provider();
+    // A scan is a batch job with exit statuses of its own (0, 1, 2).
+    if let cli::Command::Scan(args) = &cli.command {
+        return modes::scan(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -21,6 +21,18 @@ pub enum Error {
         /// sled's error.
         source: sled::Error,
     },
+    /// Another process holds the baseline database (sled allows one).
+    #[error(
+        "baseline database {path} is locked by another process (a running evaluator?); \
+         use --nats to send the request to it, or stop it first"
+    )]
+    Locked {
+        /// Database directory.
+        path: PathBuf,
+    },
+    /// The rule files are invalid.
+    #[error("invalid rules: {0}")]
+    Rules(#[from] crate::rules::RuleErrors),
     /// Reading or writing a baseline failed.
     #[error("baseline store failed")]
     Store(#[from] sled::Error),
@@ -30,6 +42,12 @@ pub enum Error {
     /// A baseline could not be encoded.
     #[error("cannot encode baseline entry")]
     Encode(#[from] rmp_serde::encode::Error),
+    /// A message could not be encoded.
+    #[error("cannot encode message")]
+    Codec(#[from] schemas::CodecError),
+    /// A record could not be written as JSON.
+    #[error("cannot write JSON")]
+    Json(#[source] serde_json::Error),
     /// The bus refused to set up the consumer.
     #[error(transparent)]
     Bus(#[from] bus::BusError),

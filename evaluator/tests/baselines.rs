@@ -26,7 +26,7 @@ async fn start(data_dir: &Path) -> Running {
     let bus = Bus::memory();
     let ctx = StageContext::standalone(bus.clone());
     let ready = ctx.ready.clone();
-    let config = evaluator::Config { data_dir: data_dir.to_owned() };
+    let config = evaluator::Config::new(data_dir.to_owned());
     let metrics = evaluator::Metrics::default();
     let shutdown = ctx.shutdown.clone();
     let task = tokio::spawn(evaluator::run(config, metrics, ctx));

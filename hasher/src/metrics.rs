@@ -8,7 +8,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OutcomeLabels {
-    /// hashed, metadata (not a regular file), gone, failed.
+    /// hashed, cached (digest reused), partial (cap reached), unstable
+    /// (kept changing), metadata (not a regular file), gone, failed.
     pub outcome: &'static str,
 }
 
@@ -31,7 +32,7 @@ impl Metrics {
         };
         let registry = registry.sub_registry_with_prefix("fim_hasher");
         registry.register("files", "Files inspected, by outcome", metrics.files.clone());
-        registry.register("bytes", "Bytes of content hashed", metrics.bytes.clone());
+        registry.register("bytes", "Bytes of content read to hash", metrics.bytes.clone());
         registry.register("inspect_seconds", "Time to inspect one file", metrics.seconds.clone());
         metrics
     }

@@ -143,6 +143,7 @@ mod tests {
             process: None,
             controls: vec!["PCI-DSS-4.0:11.5.2".into()],
             diff: None,
+            findings: Vec::new(),
         };
         assert_eq!(decode::<Alert>(&encode(&alert).unwrap()).unwrap(), alert);
     }

@@ -5,6 +5,8 @@
 //! Optional fields carry `#[serde(default)]` so that a reader accepts
 //! messages written before the field existed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -76,6 +78,14 @@ pub struct ContainerInfo {
     /// Kubernetes namespace.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Container labels (Docker labels, or the pod's Kubernetes labels),
+    /// for rule selectors; empty when unknown.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations (OCI bundle or pod annotations), for rule selectors;
+    /// empty when unknown.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The process that made a change, read from /proc when the event was read.
@@ -328,6 +338,11 @@ pub struct Alert {
     /// Redacted content diff, when content was captured.
     #[serde(default)]
     pub diff: Option<String>,
+    /// What the evaluator found in the change, in words (a new uid 0
+    /// user, a new authorized key, a datasource pointing elsewhere, or the
+    /// counts of an aggregated storm); empty when nothing stood out.
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// Asks a collector to report everything under its watches again, for
@@ -342,4 +357,82 @@ pub struct RescanRequest {
     pub node: String,
     /// Why, in words for the log.
     pub reason: String,
+}
+
+/// Which baselines an approval covers. At least one of the fields is set;
+/// set fields narrow each other.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ApprovalScope {
+    /// One container, by full id.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Every container of one image (reference or image id), now and later.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// One path (inside the container, or on the node for host paths).
+    #[serde(default)]
+    pub path: Option<RawPath>,
+}
+
+/// An operator's approval of changes: the current states in its scope
+/// become the authorized baseline, so the next comparison treats them as
+/// expected. Sent by `fim baseline accept` on `fim.control.baseline`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaselineApproval {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id; an approval applied once is never applied again.
+    pub id: String,
+    /// When it was given.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// What it covers.
+    pub scope: ApprovalScope,
+    /// Who approved, as given on the command line.
+    #[serde(default)]
+    pub approver: Option<String>,
+    /// Why (a change ticket, for the audit trail).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A full comparison of one container (or the node's watched paths) with
+/// its baselines: the evidence PCI DSS 11.5.2 asks for at least weekly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComparisonReport {
+    /// Always [`crate::SCHEMA_VERSION`] when written by this version.
+    pub schema_version: u16,
+    /// Unique id.
+    pub id: String,
+    /// When the comparison ran.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// Why it ran: `startup`, `rescan` or `schedule`.
+    pub trigger: String,
+    /// Node of the source.
+    pub node: String,
+    /// The container, or `None` for the node's watched paths.
+    #[serde(default)]
+    pub container: Option<ContainerInfo>,
+    /// Files compared with a baseline.
+    pub files_checked: u64,
+    /// Files whose current state differs from the authorized baseline.
+    pub differences: u64,
+    /// Up to a bounded number of the differing paths.
+    #[serde(default)]
+    pub differing_paths: Vec<RawPath>,
+    /// When the files were last seen by a full scan (the collector's
+    /// inventory), if ever.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_verified: Option<OffsetDateTime>,
+}
+
+impl crate::Describe for BaselineApproval {
+    fn path(&self) -> Option<&RawPath> {
+        self.scope.path.as_ref()
+    }
+
+    fn container(&self) -> Option<&str> {
+        self.scope.container.as_deref()
+    }
 }

@@ -58,6 +58,15 @@ pub const CONTROL: StreamSpec = StreamSpec {
     duplicate_window: DUPLICATE_WINDOW,
 };
 
+/// Comparison reports, `fim.reports.>`; kept five weeks, so the last
+/// weekly comparisons of every container can always be read back.
+pub const REPORTS: StreamSpec = StreamSpec {
+    name: "FIM_REPORTS",
+    subject: "fim.reports.>",
+    max_age: Duration::from_secs(35 * 24 * 60 * 60),
+    duplicate_window: DUPLICATE_WINDOW,
+};
+
 /// Dead letters, `fim.dlq.>`; kept a week for an operator to inspect.
 pub const DEAD_LETTERS: StreamSpec = StreamSpec {
     name: "FIM_DLQ",
@@ -67,7 +76,7 @@ pub const DEAD_LETTERS: StreamSpec = StreamSpec {
 };
 
 /// Every stream, in creation order.
-pub const ALL: [StreamSpec; 5] = [EVENTS, OBSERVATIONS, ALERTS, CONTROL, DEAD_LETTERS];
+pub const ALL: [StreamSpec; 6] = [EVENTS, OBSERVATIONS, ALERTS, CONTROL, REPORTS, DEAD_LETTERS];
 
 /// The stream that captures `subject`, if any.
 pub fn for_subject(subject_name: &str) -> Option<&'static StreamSpec> {
@@ -87,6 +96,8 @@ mod tests {
             subject::alerts(Severity::High, "ns"),
             subject::rescan("n"),
             subject::dead_letters("hasher"),
+            subject::BASELINE_APPROVALS.to_owned(),
+            subject::reports(2, "abc"),
         ];
         for s in subjects {
             let count = ALL.iter().filter(|spec| subject::matches(spec.subject, &s)).count();

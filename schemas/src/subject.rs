@@ -6,6 +6,8 @@
 //! fim.alerts.<severity>.<namespace>       alerts; namespace is the Kubernetes namespace,
 //!                                         `_host` for node paths, `_none` for plain containers
 //! fim.control.rescan.<node>               rescan requests for one node's collector
+//! fim.control.baseline                    baseline approvals, applied by every evaluator
+//! fim.reports.<partition>.<container>     comparison reports; `_host_<node>` for node paths
 //! fim.dlq.<stage>                         messages a stage could not decode
 //! ```
 //!
@@ -22,6 +24,10 @@ pub const OBSERVATIONS: &str = "fim.observations";
 pub const ALERTS: &str = "fim.alerts";
 /// Prefix of all rescan-request subjects.
 pub const RESCAN: &str = "fim.control.rescan";
+/// Baseline approvals; every evaluator replica applies each one.
+pub const BASELINE_APPROVALS: &str = "fim.control.baseline";
+/// Prefix of all comparison-report subjects.
+pub const REPORTS: &str = "fim.reports";
 /// Prefix of all dead-letter subjects.
 pub const DEAD_LETTERS: &str = "fim.dlq";
 
@@ -77,6 +83,12 @@ pub fn rescan(node: &str) -> String {
     format!("{RESCAN}.{}", token(node))
 }
 
+/// Comparison reports of one container (or `_host_<node>`), under the
+/// partition that owns it.
+pub fn reports(partition: u32, source: &str) -> String {
+    format!("{REPORTS}.{partition}.{}", token(source))
+}
+
 /// Dead letters of one stage.
 pub fn dead_letters(stage: &str) -> String {
     format!("{DEAD_LETTERS}.{}", token(stage))
@@ -124,6 +136,12 @@ mod tests {
         assert!((0..1000).all(|i| partition(format!("c{i}").as_bytes(), 4) < 4));
         // Pinned: changing the hash would move every key to another replica.
         assert_eq!(partition(b"container-1", 16), 10);
+    }
+
+    #[test]
+    fn report_subjects_sit_under_their_partition() {
+        assert_eq!(reports(3, "container:a.b"), "fim.reports.3.container:a_b");
+        assert!(matches("fim.reports.3.>", &reports(3, "x")));
     }
 
     #[test]
