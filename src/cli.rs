@@ -79,7 +79,7 @@ pub struct AllArgs {
     #[arg(long, env = "FIM_DATA_DIR", default_value = "/var/lib/fim", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// A host directory or file to watch (repeatable).
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH")]
     pub watch: Vec<PathBuf>,
     #[command(flatten)]
     pub containers: ContainerArgs,
@@ -133,7 +133,7 @@ pub struct CollectorArgs {
     #[arg(long, env = "FIM_NATS", value_name = "URL")]
     pub nats: String,
     /// A host directory or file to watch (repeatable).
-    #[arg(long, value_name = "PATH", required = true)]
+    #[arg(long, value_name = "PATH")]
     pub watch: Vec<PathBuf>,
     /// A path whose changes are never reported (repeatable).
     #[arg(long, value_name = "PATH")]

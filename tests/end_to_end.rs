@@ -138,7 +138,7 @@ async fn a_malformed_event_is_dead_lettered_and_the_pipeline_keeps_working() {
 fn invalid_flags_exit_non_zero_and_name_the_field() {
     let cases: [(&[&str], &str); 3] = [
         (&["all", "--watch", "/nonexistent/fim-test"], "watch"),
-        (&["all"], "--watch"),
+        (&["all", "--no-containers"], "watch"),
         (&["hasher", "--nats", "nats://127.0.0.1:1", "--workers", "0"], "workers"),
     ];
     for (args, field) in cases {

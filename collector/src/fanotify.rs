@@ -15,9 +15,9 @@ use std::path::Path;
 
 use fanotify::low_level::{
     FAN_ATTRIB, FAN_CLASS_NOTIF, FAN_CLOEXEC, FAN_CLOSE_WRITE, FAN_CREATE, FAN_DELETE,
-    FAN_DELETE_SELF, FAN_EVENT_ON_CHILD, FAN_MARK_ADD, FAN_MARK_ONLYDIR, FAN_MOVE_SELF,
-    FAN_NONBLOCK, FAN_ONDIR, FAN_REPORT_DIR_FID, FAN_REPORT_FID, FAN_REPORT_NAME, fanotify_init,
-    fanotify_mark,
+    FAN_DELETE_SELF, FAN_EVENT_ON_CHILD, FAN_MARK_ADD, FAN_MARK_ONLYDIR, FAN_MARK_REMOVE,
+    FAN_MOVE_SELF, FAN_NONBLOCK, FAN_ONDIR, FAN_REPORT_DIR_FID, FAN_REPORT_FID, FAN_REPORT_NAME,
+    fanotify_init, fanotify_mark,
 };
 pub use parser::{FileId, KernelEvent, RecordKind};
 
@@ -84,6 +84,25 @@ impl Group {
         fanotify_mark(self.fd.as_raw_fd(), flags, MARK_MASK, dir.as_raw_fd(), ".")
     }
 
+    /// Removes the inode mark from the directory `dir` refers to.
+    pub fn unmark_directory(&self, dir: BorrowedFd<'_>) -> io::Result<()> {
+        let flags = FAN_MARK_REMOVE | FAN_MARK_ONLYDIR;
+        fanotify_mark(self.fd.as_raw_fd(), flags, MARK_MASK, dir.as_raw_fd(), ".")
+    }
+
+    /// Adds (or removes) an ignore mask for close-after-write on the file
+    /// `fd` refers to; it survives modification, so writes stay ignored
+    /// until it is removed.
+    pub fn ignore_writes(&self, fd: RawFd, ignore: bool) -> io::Result<()> {
+        let action = if ignore { FAN_MARK_ADD } else { FAN_MARK_REMOVE };
+        let flags = action | libc::FAN_MARK_IGNORED_MASK | libc::FAN_MARK_IGNORED_SURV_MODIFY;
+        // SAFETY: both descriptors are open; a null path marks `fd` itself.
+        let rc = unsafe {
+            libc::fanotify_mark(self.fd.as_raw_fd(), flags, FAN_CLOSE_WRITE, fd, std::ptr::null())
+        };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+
     /// Reads queued events into `buffer`; `WouldBlock` when there are none.
     pub fn read(&self, buffer: &mut [u8]) -> io::Result<usize> {
         // SAFETY: the pointer and length describe `buffer`, which outlives the call.
@@ -111,6 +130,22 @@ pub fn open_directory(path: &Path) -> io::Result<OwnedFd> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `path` is NUL-terminated and lives across the call.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a file for reading without following a final symlink or blocking
+/// on a FIFO, for an ignore mark and its status (fanotify_mark refuses
+/// O_PATH descriptors without a path); nothing is read.
+pub fn open_file(path: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: `path` is NUL-terminated and lives across the call.
     let fd = unsafe { libc::open(path.as_ptr(), flags) };
     if fd < 0 {

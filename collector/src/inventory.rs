@@ -135,11 +135,13 @@ fn list(dir: &RawPath) -> Vec<Entry> {
     entries.filter_map(|e| e.ok().and_then(entry)).collect()
 }
 
-/// A request for a full inventory of every root.
+/// A request for an inventory of every root, or of some.
 pub(crate) struct Request {
     /// Mark directories again, to repair marks missed while events were
-    /// lost (after a queue overflow).
+    /// lost (after a queue overflow), or to place them on new roots.
     pub remark: bool,
+    /// Only these roots (a container that just started); `None` for all.
+    pub roots: Option<Vec<Root>>,
     /// Told when the inventory has been published.
     pub done: Option<oneshot::Sender<()>>,
 }
@@ -165,7 +167,8 @@ pub(crate) async fn serve(
         }
         let marking =
             if batch.iter().any(|r| r.remark) { Marking::Mark } else { Marking::ListOnly };
-        run(&watches, &publisher, marking, &shutdown).await;
+        let roots = merged_roots(&mut batch).unwrap_or_else(|| watches.roots());
+        run(&watches, &publisher, roots, marking, &shutdown).await;
         for done in batch.into_iter().filter_map(|request| request.done) {
             let _ = done.send(());
         }
@@ -173,12 +176,27 @@ pub(crate) async fn serve(
     debug!("inventory task stopped");
 }
 
-// One inventory of every root: the walk runs on a blocking thread and hands
+// The union of the requested roots; `None` when one request asks for all.
+fn merged_roots(batch: &mut [Request]) -> Option<Vec<Root>> {
+    let mut merged = Vec::new();
+    for request in batch.iter_mut() {
+        merged.extend(request.roots.take()?);
+    }
+    Some(merged)
+}
+
+// One inventory of the given roots: the walk runs on a blocking thread and hands
 // entries over a bounded channel, so memory stays flat on large trees.
-async fn run(watches: &Watches, publisher: &Publisher, marking: Marking, stop: &CancellationToken) {
+async fn run(
+    watches: &Watches,
+    publisher: &Publisher,
+    roots: Vec<Root>,
+    marking: Marking,
+    stop: &CancellationToken,
+) {
     let (sender, mut entries) = mpsc::channel::<(Entry, RawPath)>(1024);
     let walker = watches.clone();
-    let walk = tokio::task::spawn_blocking(move || walk_all(&walker, marking, &sender));
+    let walk = tokio::task::spawn_blocking(move || walk_all(&walker, &roots, marking, &sender));
 
     let mut published: u64 = 0;
     while let Some((entry, root)) = entries.recv().await {
@@ -209,15 +227,24 @@ async fn run(watches: &Watches, publisher: &Publisher, marking: Marking, stop: &
 
 fn walk_all(
     watches: &Watches,
+    roots: &[Root],
     marking: Marking,
     sender: &mpsc::Sender<(Entry, RawPath)>,
 ) -> Result<(), Error> {
-    for root in watches.roots.iter() {
+    for root in roots {
         let mut emit = |entry| match sender.blocking_send((entry, root.path.clone())) {
             Ok(()) => ControlFlow::Continue(()),
             Err(_) => ControlFlow::Break(()),
         };
-        walk_root(watches, root, marking, &mut emit)?;
+        match walk_root(watches, root, marking, &mut emit) {
+            Err(error @ Error::MarkLimit { .. }) => return Err(error),
+            // A container's root can vanish while its container stops.
+            Err(error) => {
+                let error = bus::stage::error_chain(&error);
+                warn!(root = %root.path, error, "cannot walk watch root; skipped");
+            }
+            Ok(()) => {}
+        }
         if sender.is_closed() {
             break;
         }

@@ -44,6 +44,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StorageLabels {
+    storage: &'static str,
+}
+
 /// Counters and gauges of the collector. Clones share the values.
 #[derive(Clone, Default)]
 pub struct Metrics {
@@ -54,6 +59,13 @@ pub struct Metrics {
     malformed: Counter,
     mark_failures: Counter,
     watched_directories: Gauge,
+    containers: Family<StorageLabels, Gauge>,
+    containers_started: Counter,
+    containers_stopped: Counter,
+}
+
+fn storage(degraded: bool) -> StorageLabels {
+    StorageLabels { storage: if degraded { "degraded" } else { "overlay" } }
 }
 
 impl Metrics {
@@ -96,7 +108,32 @@ impl Metrics {
             "Directories currently carrying a fanotify mark",
             m.watched_directories.clone(),
         );
+        registry.register(
+            "fim_collector_containers",
+            "Containers watched now, by root storage: overlay, or degraded (no overlay layers)",
+            m.containers.clone(),
+        );
+        registry.register(
+            "fim_collector_containers_started",
+            "Containers discovered since start",
+            m.containers_started.clone(),
+        );
+        registry.register(
+            "fim_collector_containers_stopped",
+            "Containers whose watch was released after their last process exited",
+            m.containers_stopped.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn container_started(&self, degraded: bool) {
+        self.containers_started.inc();
+        self.containers.get_or_create(&storage(degraded)).inc();
+    }
+
+    pub(crate) fn container_stopped(&self, degraded: bool) {
+        self.containers_stopped.inc();
+        self.containers.get_or_create(&storage(degraded)).dec();
     }
 
     pub(crate) fn published(&self, change: ChangeKind) {

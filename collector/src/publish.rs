@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, trace, warn};
 
 use crate::Metrics;
+use crate::containers::Origins;
 use crate::watch::Change;
 
 // First retry delay; doubled per attempt up to MAX_BACKOFF, which keeps a
@@ -34,12 +35,19 @@ pub(crate) struct Publisher {
     subject: Arc<str>,
     id_prefix: Arc<str>,
     counter: Arc<AtomicU64>,
+    origins: Origins,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
 
 impl Publisher {
-    pub fn new(bus: Bus, node: &str, metrics: Metrics, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        bus: Bus,
+        node: &str,
+        origins: Origins,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> Self {
         let start = OffsetDateTime::now_utc().unix_timestamp_nanos();
         Self {
             bus,
@@ -47,6 +55,7 @@ impl Publisher {
             subject: subject::events(node).into(),
             id_prefix: format!("{node}:{start}").into(),
             counter: Arc::default(),
+            origins,
             metrics,
             shutdown,
         }
@@ -55,8 +64,8 @@ impl Publisher {
     /// Publishes one change, retrying until it is stored or shutdown.
     pub async fn publish(&self, change: Change, process: Option<ProcessInfo>) {
         let id = format!("{}:{}", self.id_prefix, self.counter.fetch_add(1, Ordering::Relaxed));
-        let kind = change.kind;
         let event = self.event(id.clone(), change, process);
+        let kind = event.change;
         let payload = match schemas::encode(&event) {
             Ok(payload) => payload,
             Err(error) => {
@@ -83,12 +92,12 @@ impl Publisher {
     }
 
     fn event(&self, id: String, change: Change, process: Option<ProcessInfo>) -> RawEvent {
-        RawEvent {
+        let mut event = RawEvent {
             schema_version: SCHEMA_VERSION,
             id,
             node: self.node.to_string(),
             time: OffsetDateTime::now_utc(),
-            source: Source::Host { root: change.root },
+            source: Source::Host { root: change.root.clone() },
             host_path: change.path.clone(),
             path: change.path,
             previous_path: change.previous,
@@ -96,7 +105,16 @@ impl Publisher {
             is_dir: change.is_dir,
             process,
             container_root: None,
+        };
+        if let Some(origin) = self.origins.get(&change.root) {
+            // Paths as the container sees them; `host_path` stays on the node.
+            event.path = origin.inside(&event.host_path, &change.root);
+            event.previous_path = event.previous_path.map(|old| origin.inside(&old, &change.root));
+            event.change = origin.refine(event.change, &event.host_path, &event.path);
+            event.source = Source::Container(origin.container.clone());
+            event.container_root = origin.layers.clone();
         }
+        event
     }
 
     // True once stored; false only when shutdown came first.

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use schemas::{ChangeKind, RawPath};
 
 use crate::Error;
+use crate::containers::Origins;
 use crate::fanotify::parser::InfoRecord;
 use crate::fanotify::{self, FileId, Group, KernelEvent, RecordKind, mask};
 use crate::metrics::{IgnoreReason, Metrics};
@@ -189,6 +190,12 @@ impl DirMap {
         }
     }
 
+    /// The paths of `path` and every marked directory below it.
+    pub fn paths_under(&self, path: &RawPath) -> Vec<RawPath> {
+        let below = |dir: &&WatchedDir| is_under(dir.path.as_bytes(), path.as_bytes());
+        self.dirs.values().filter(below).map(|dir| dir.path.clone()).collect()
+    }
+
     /// Drops `path` and every directory below it.
     pub fn forget_tree(&mut self, path: &RawPath) {
         self.dirs.retain(|_, dir| !is_under(dir.path.as_bytes(), path.as_bytes()));
@@ -325,14 +332,17 @@ fn clone(at: &Located) -> Located {
     Located { path: at.path.clone(), root: at.root.clone() }
 }
 
-/// The fanotify group and the directory map, shared by the event loop and
-/// the inventory. The map's lock is never held across an await.
+/// The fanotify group, the directory map and the roots, shared by the
+/// event loop, the inventory and container discovery. No lock is ever held
+/// across an await.
 #[derive(Clone)]
 pub(crate) struct Watches {
     pub group: Arc<Group>,
     map: Arc<Mutex<DirMap>>,
     pub excludes: Arc<Excludes>,
-    pub roots: Arc<[Root]>,
+    roots: Arc<Mutex<Vec<Root>>>,
+    /// The containers that roots belong to.
+    pub origins: Origins,
     pub metrics: Metrics,
 }
 
@@ -343,8 +353,42 @@ impl Watches {
             group: Arc::new(group),
             map: Arc::default(),
             excludes: Arc::new(excludes),
-            roots: roots.into(),
+            roots: Arc::new(Mutex::new(roots)),
+            origins: Origins::default(),
             metrics,
+        }
+    }
+
+    /// A snapshot of the roots.
+    pub fn roots(&self) -> Vec<Root> {
+        self.roots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Adds a root (a container's); marking it is the inventory's job.
+    pub fn add_root(&self, root: Root) {
+        self.roots.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(root);
+    }
+
+    /// Stops watching a root: forgets it, its origin and its directories,
+    /// and removes their marks. A directory already deleted lost its mark
+    /// with its inode.
+    pub fn remove_root(&self, path: &RawPath) {
+        self.roots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|r| &r.path != path);
+        self.origins.remove(path);
+        let dirs = {
+            let mut map = self.map();
+            let dirs = map.paths_under(path);
+            map.forget_tree(path);
+            self.metrics.set_watched_directories(map.len());
+            dirs
+        };
+        for dir in dirs {
+            if let Ok(fd) = fanotify::open_directory(dir.as_path()) {
+                let _ = self.group.unmark_directory(fd.as_fd());
+            }
         }
     }
 

@@ -7,8 +7,10 @@
 //! warns and asks for a full rescan. On shutdown the batch in hand is
 //! finished before the loop returns.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use schemas::{ChangeKind, ProcessInfo, RawPath};
@@ -25,11 +27,20 @@ use crate::inventory::{self, Entry, Marking, Request};
 use crate::metrics::IgnoreReason;
 use crate::process;
 use crate::publish::Publisher;
+use crate::quiet::Quiet;
 use crate::watch::{Action, Change, Watches};
 
 // One read returns at most this many bytes. An event with two handles and
 // two names is well under 1 KiB, so this holds dozens at least.
 const READ_BUFFER: usize = 64 * 1024;
+// Pause after each batch: events that stay unread this long are merged by
+// the kernel (one per file and kind), which turns a write loop into a few
+// events per file per pause. It adds at most this much latency; a queue
+// that fills meanwhile overflows into a rescan, never a silent loss.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(100);
+// Pids known not to run fim are remembered up to this many, then forgotten
+// all at once; a cache miss costs one stat of /proc/<pid>/exe.
+const OTHER_PIDS: usize = 4096;
 
 // The group's descriptor, shared with the marking code.
 struct GroupFd(Arc<Group>);
@@ -46,17 +57,49 @@ pub(crate) struct Worker {
     publisher: Publisher,
     inventory: mpsc::Sender<Request>,
     own_pid: i32,
+    own_exe: Option<(u64, u64)>,
+    other_pids: HashSet<i32>,
+    quiet: Quiet,
     buffer: Vec<u8>,
     malformed: u64,
 }
 
 impl Worker {
     pub fn new(watches: Watches, publisher: Publisher, inventory: mpsc::Sender<Request>) -> Self {
-        // Limitation: only this process's own events are recognised; the
-        // writes of other fim processes on the node (a hasher in its own
-        // pod, say) are reported like any other.
         let own_pid = i32::try_from(std::process::id()).unwrap_or(-1);
-        Self { watches, publisher, inventory, own_pid, buffer: vec![0; READ_BUFFER], malformed: 0 }
+        Self {
+            watches,
+            publisher,
+            inventory,
+            own_pid,
+            own_exe: exe_identity("self"),
+            other_pids: HashSet::new(),
+            quiet: Quiet::default(),
+            buffer: vec![0; READ_BUFFER],
+            malformed: 0,
+        }
+    }
+
+    // Whether a pid is this process or another fim process (a hasher in its
+    // own pod, say): one whose executable is the same file as ours. Only
+    // negative answers are cached, so a reused pid is never wrongly ignored.
+    // Limitation: a fim binary copied elsewhere (another inode) is not
+    // recognised.
+    fn is_fim(&mut self, pid: i32) -> bool {
+        if pid == self.own_pid {
+            return true;
+        }
+        if self.own_exe.is_none() || self.other_pids.contains(&pid) {
+            return false;
+        }
+        if exe_identity(&pid.to_string()) == self.own_exe {
+            return true;
+        }
+        if self.other_pids.len() >= OTHER_PIDS {
+            self.other_pids.clear();
+        }
+        self.other_pids.insert(pid);
+        false
     }
 
     /// Runs until `shutdown`, or until the queue cannot be read.
@@ -67,9 +110,14 @@ impl Worker {
         let fd = unsafe { AsyncFd::register_with_interest(group, Interest::READABLE) }
             .map_err(|error| Error::Read { source: error.into() })?;
         loop {
+            let quiet_ends = self.quiet.next_deadline();
             let events = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = sleep_until(quiet_ends) => {
+                    self.end_quiet().await;
+                    continue;
+                }
                 ready = fd.readable() => {
                     let mut guard = ready.map_err(|source| Error::Read { source })?;
                     self.read_available(&mut guard)?
@@ -77,6 +125,13 @@ impl Worker {
             };
             for event in events {
                 self.handle(event).await;
+            }
+            // Let the kernel merge repeated writes to the same files while
+            // their events are unread, instead of reading each one.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(COALESCE) => {}
             }
         }
         Ok(())
@@ -127,7 +182,7 @@ impl Worker {
             self.request_rescan();
             return;
         }
-        if event.pid == self.own_pid {
+        if self.is_fim(event.pid) {
             self.watches.metrics.ignored(IgnoreReason::OwnProcess);
             return;
         }
@@ -156,11 +211,21 @@ impl Worker {
         match action {
             Action::Report(change) => {
                 let writer = process.get_or_insert_with(|| describe(pid)).clone();
+                let quiet = change.kind == ChangeKind::Modified && !change.is_dir;
+                let reported = quiet.then(|| change.clone());
                 self.publisher.publish(change, Some(writer)).await;
+                if let Some(change) = reported {
+                    self.quiet.start(&self.watches.group, change);
+                }
             }
             Action::WatchNewDir { path, root } => self.watch_new_dir(&path, &root).await,
             Action::MoveDir { from, to } => self.watches.map().move_tree(&from, &to),
             Action::ForgetDir { path } => self.forget(&path),
+            // A container's root goes when the container is removed;
+            // discovery reports the container gone.
+            Action::RootLost { path } if self.watches.origins.get(&path).is_some() => {
+                self.forget(&path);
+            }
             Action::RootLost { path } => {
                 warn!(root = %path, "watch root deleted or moved away; no longer watched");
                 let change = deleted_dir(path.clone());
@@ -184,6 +249,7 @@ impl Worker {
             }
         };
         for entry in entries {
+            let written = !entry.is_dir && has_content(&entry.path);
             let change = Change {
                 kind: ChangeKind::Created,
                 path: entry.path,
@@ -191,7 +257,25 @@ impl Worker {
                 is_dir: entry.is_dir,
                 root: root.clone(),
             };
-            self.publisher.publish(change, None).await;
+            // Its writes happened before the mark, unseen: say so, so that a
+            // file written at once into a fresh (or copied-up) directory is
+            // reported as written, not only as present.
+            if written {
+                let modified = Change { kind: ChangeKind::Modified, ..change.clone() };
+                self.publisher.publish(change, None).await;
+                self.publisher.publish(modified, None).await;
+            } else {
+                self.publisher.publish(change, None).await;
+            }
+        }
+    }
+
+    // Reports the files written while their writes were ignored, and
+    // ignores their writes again.
+    async fn end_quiet(&mut self) {
+        for change in self.quiet.expire(&self.watches.group) {
+            self.publisher.publish(change.clone(), None).await;
+            self.quiet.start(&self.watches.group, change);
         }
     }
 
@@ -203,7 +287,7 @@ impl Worker {
 
     fn request_rescan(&self) {
         // A full queue already holds a rescan that will cover this one.
-        let _ = self.inventory.try_send(Request { remark: true, done: None });
+        let _ = self.inventory.try_send(Request { remark: true, roots: None, done: None });
     }
 }
 
@@ -220,6 +304,25 @@ fn mark_and_list(watches: &Watches, path: &RawPath, root: &RawPath) -> Result<Ve
         std::ops::ControlFlow::Continue(())
     })?;
     Ok(entries)
+}
+
+// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+// A regular file with data (not a whiteout, link or empty file).
+fn has_content(path: &RawPath) -> bool {
+    std::fs::symlink_metadata(path.as_path()).is_ok_and(|meta| meta.is_file() && meta.len() > 0)
+}
+
+// Device and inode of a process's executable.
+fn exe_identity(pid: &str) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some((meta.dev(), meta.ino()))
 }
 
 fn deleted_dir(path: RawPath) -> Change {

@@ -42,6 +42,8 @@ impl Harness {
             node: NODE.into(),
             watch: vec![root.clone()],
             exclude: vec![root.join("data")],
+            containers: false,
+            ..Config::default()
         };
         Self::run(dir, root, config).await
     }
@@ -249,7 +251,12 @@ async fn a_single_file_root_reports_only_that_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::write(root.join("passwd"), "root:x:0:0\n").unwrap();
-    let config = Config { node: NODE.into(), watch: vec![root.join("passwd")], exclude: vec![] };
+    let config = Config {
+        node: NODE.into(),
+        watch: vec![root.join("passwd")],
+        containers: false,
+        ..Config::default()
+    };
     let mut h = Harness::run(dir, root, config).await;
 
     h.sh("echo sibling > other && echo 'evil:x:0:0::/:/bin/sh' >> passwd");

@@ -1,0 +1,3 @@
+//! Helpers shared by the collector's integration tests.
+
+pub mod docker;
