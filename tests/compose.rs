@@ -64,15 +64,15 @@ fn import_image(tag: &str, binaries: &[&Path], extra: &[(&str, &str)], entrypoin
         std::fs::write(target, content).unwrap();
     }
     std::fs::create_dir_all(root.path().join("tmp")).unwrap();
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["-C", root.path().to_str().unwrap(), "-cf", "-", "."])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let change = format!("ENTRYPOINT {entrypoint}");
-    run(Command::new("docker")
-        .args(["import", "--change", &change, "-", tag])
-        .stdin(tar.stdout.unwrap()));
+    let archive = tar.stdout.take().unwrap();
+    run(Command::new("docker").args(["import", "--change", &change, "-", tag]).stdin(archive));
+    assert!(tar.wait().unwrap().success(), "tar of the image root failed");
 }
 
 fn build_fim_image(tag: &str) {
