@@ -339,6 +339,17 @@ impl Settled {
     }
 }
 
+// Names the (first) alert's path, container and rule on the span, as every
+// stage's span does.
+fn describe(span: &tracing::Span, alert: &Alert) {
+    use schemas::Describe;
+    span.record("path", tracing::field::display(&alert.path));
+    span.record("rule", alert.rule.as_str());
+    if let Some(container) = alert.container() {
+        span.record("container", container);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,16 +401,5 @@ mod tests {
         }
         assert!(!settled.contains(0) && settled.contains(SETTLED_MEMORY as u64 + 9));
         assert_eq!(settled.set.len(), SETTLED_MEMORY);
-    }
-}
-
-// Names the (first) alert's path, container and rule on the span, as every
-// stage's span does.
-fn describe(span: &tracing::Span, alert: &Alert) {
-    use schemas::Describe;
-    span.record("path", tracing::field::display(&alert.path));
-    span.record("rule", alert.rule.as_str());
-    if let Some(container) = alert.container() {
-        span.record("container", container);
     }
 }
