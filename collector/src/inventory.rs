@@ -167,7 +167,9 @@ pub(crate) async fn serve(
         }
         let marking =
             if batch.iter().any(|r| r.remark) { Marking::Mark } else { Marking::ListOnly };
-        let roots = merged_roots(&mut batch).unwrap_or_else(|| watches.roots());
+        let merged = merged_roots(&mut batch);
+        watches.metrics.inventory(merged.is_none());
+        let roots = merged.unwrap_or_else(|| watches.roots());
         run(&watches, &publisher, roots, marking, &shutdown).await;
         for done in batch.into_iter().filter_map(|request| request.done) {
             let _ = done.send(());

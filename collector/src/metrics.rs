@@ -45,6 +45,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    /// all (start-up, overflow, rescan request) or roots (new containers).
+    scope: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StorageLabels {
     storage: &'static str,
 }
@@ -62,6 +68,7 @@ pub struct Metrics {
     containers: Family<StorageLabels, Gauge>,
     containers_started: Counter,
     containers_stopped: Counter,
+    inventories: Family<ScopeLabels, Counter>,
 }
 
 fn storage(degraded: bool) -> StorageLabels {
@@ -123,7 +130,17 @@ impl Metrics {
             "Containers whose watch was released after their last process exited",
             m.containers_stopped.clone(),
         );
+        registry.register(
+            "fim_collector_inventories",
+            "Inventories (rescans) published: all watches, or new roots only",
+            m.inventories.clone(),
+        );
         metrics
+    }
+
+    pub(crate) fn inventory(&self, all: bool) {
+        let scope = if all { "all" } else { "roots" };
+        self.inventories.get_or_create(&ScopeLabels { scope }).inc();
     }
 
     pub(crate) fn container_started(&self, degraded: bool) {

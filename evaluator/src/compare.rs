@@ -108,7 +108,9 @@ pub(crate) async fn run<S: BaselineStore>(
         shared.metrics.reports.inc();
     }
     shared.store.apply(writes).await?;
-    info!(trigger, sources = reports.len(), "comparison finished");
+    let baselines: u64 = reports.iter().map(|(_, report)| report.files_checked).sum();
+    shared.metrics.baselines.set(i64::try_from(baselines).unwrap_or(i64::MAX));
+    info!(trigger, sources = reports.len(), baselines, "comparison finished");
     Ok(reports.len())
 }
 

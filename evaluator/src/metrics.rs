@@ -6,6 +6,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +37,7 @@ pub struct Metrics {
     pub(crate) findings: Counter,
     pub(crate) pruned: Counter,
     pub(crate) reports: Counter,
+    pub(crate) baselines: Gauge,
 }
 
 impl Metrics {
@@ -70,6 +72,11 @@ impl Metrics {
             metrics.pruned.clone(),
         );
         registry.register("reports", "Comparison reports published", metrics.reports.clone());
+        registry.register(
+            "baselines",
+            "Paths with a baseline, as counted by the last full comparison",
+            metrics.baselines.clone(),
+        );
         metrics
     }
 
