@@ -54,7 +54,7 @@ fn watched_dir() -> tempfile::TempDir {
 fn baseline_commands_refuse_a_database_held_by_a_running_evaluator() {
     let (watched, data) = (watched_dir(), tempfile::tempdir().unwrap());
     let (watch, data_dir) = (watched.path().to_str().unwrap(), data.path().to_str().unwrap());
-    let running = Fim::start(&["all", "--watch", watch, "--data-dir", data_dir]);
+    let running = Fim::start(&["all", "--no-containers", "--watch", watch, "--data-dir", data_dir]);
     running.wait_ready();
     let output = fim(&["baseline", "list", "--data-dir", data_dir]);
     assert_eq!(output.status.code(), Some(1));
@@ -67,7 +67,7 @@ fn baseline_commands_refuse_a_database_held_by_a_running_evaluator() {
 fn baselines_are_exported_approved_listed_and_reported_after_the_evaluator_stops() {
     let (watched, data) = (watched_dir(), tempfile::tempdir().unwrap());
     let (watch, data_dir) = (watched.path().to_str().unwrap(), data.path().to_str().unwrap());
-    let running = Fim::start(&["all", "--watch", watch, "--data-dir", data_dir]);
+    let running = Fim::start(&["all", "--no-containers", "--watch", watch, "--data-dir", data_dir]);
     running.wait_ready();
     std::thread::sleep(Duration::from_millis(1000));
     assert!(running.terminate().success());
@@ -115,7 +115,16 @@ async fn an_approval_sent_over_nats_is_applied_by_the_running_evaluator() {
     let url = server.url();
     let (watched, data) = (watched_dir(), tempfile::tempdir().unwrap());
     let (watch, data_dir) = (watched.path().to_str().unwrap(), data.path().to_str().unwrap());
-    let running = Fim::start(&["all", "--nats", &url, "--watch", watch, "--data-dir", data_dir]);
+    let running = Fim::start(&[
+        "all",
+        "--nats",
+        &url,
+        "--no-containers",
+        "--watch",
+        watch,
+        "--data-dir",
+        data_dir,
+    ]);
     running.wait_ready();
     tokio::time::sleep(Duration::from_millis(1000)).await;
 

@@ -107,7 +107,10 @@ async fn one_file_change_is_one_connected_trace_across_four_stage_processes() {
             &env,
         ),
         Fim::start_with_env(&["hasher", "--nats", &url], &env),
-        Fim::start_with_env(&["collector", "--nats", &url, "--watch", watch], &env),
+        Fim::start_with_env(
+            &["collector", "--nats", &url, "--no-containers", "--watch", watch],
+            &env,
+        ),
     ];
     for stage in &stages {
         stage.wait_ready();

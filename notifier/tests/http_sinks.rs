@@ -59,11 +59,9 @@ async fn slack_honours_retry_after_batches_and_keeps_order() {
     {
         assert!(blocks.contains(part), "{part} in {blocks}");
     }
-    let metrics = notifier.metrics();
-    assert!(
-        metrics.contains("fim_notifier_deliveries_total{sink=\"slack\",outcome=\"delivered\"} 7"),
-        "{metrics}"
-    );
+    let delivered = "fim_notifier_deliveries_total{sink=\"slack\",outcome=\"delivered\"} 7";
+    let metrics = notifier.metrics_with(&[delivered]).await;
+    assert!(metrics.contains(delivered), "{metrics}");
     assert!(
         metrics.contains("fim_notifier_retries_total{sink=\"slack\",reason=\"rate_limited\"} 1"),
         "{metrics}"
@@ -125,7 +123,12 @@ async fn webhook_retries_server_errors_then_dead_letters_and_keeps_order() {
             .unwrap()
             .contains("after 3 attempts")
     );
-    let metrics = notifier.metrics();
+    let metrics = notifier
+        .metrics_with(&[
+            "fim_notifier_dead_letters_total{sink=\"hook\",reason=\"server_error\"} 1",
+            "fim_notifier_deliveries_total{sink=\"hook\",outcome=\"delivered\"} 2",
+        ])
+        .await;
     assert!(
         metrics
             .contains("fim_notifier_dead_letters_total{sink=\"hook\",reason=\"server_error\"} 1"),

@@ -79,6 +79,20 @@ impl Running {
         text
     }
 
+    /// The metrics text once it contains every one of `series`, or as it
+    /// is after 20 s (counters move just after the receiver saw a request).
+    pub async fn metrics_with(&self, series: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let metrics = self.metrics();
+            let all = series.iter().all(|s| metrics.contains(s));
+            if all || tokio::time::Instant::now() >= deadline {
+                return metrics;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the notifier and waits for it to drain.
     pub async fn stop(self) {
         self.ctx.shutdown.cancel();
