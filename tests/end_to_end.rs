@@ -6,18 +6,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fim, append, is_change};
+use common::{Fim, append, is_change, watched_dir};
 use futures_util::StreamExt;
 use testkit::NatsServer;
 
 // Generous: CI machines are shared and slow; the typical latency is milliseconds.
 const WITHIN: Duration = Duration::from_secs(30);
-
-fn watched_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    dir
-}
 
 #[test]
 fn embedded_mode_prints_an_alert_for_an_appended_line_and_exits_cleanly() {

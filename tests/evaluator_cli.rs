@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::Fim;
+use common::{Fim, watched_dir};
 
 fn fim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fim")).args(args).output().expect("fim runs")
@@ -42,12 +42,6 @@ fn rules_check_accepts_the_example_rules() {
     let output = fim(&["rules", "check", examples.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).starts_with("ok: "), "{}", text(&output.stdout));
-}
-
-fn watched_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-    dir
 }
 
 #[test]

@@ -7,60 +7,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::Bus;
-use common::{Running, alert, publish};
+use common::{Running, alert, make_certificates, publish};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-fn make_certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl not found; install it with `apt-get install openssl`");
-        assert!(status.success(), "openssl {args:?} failed");
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let ca = [
-        &["req", "-x509"],
-        &ec[..],
-        &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=fim test CA"],
-    ];
-    openssl(&ca.concat());
-    let csr = [
-        &["req"],
-        &ec[..],
-        &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-    ];
-    openssl(&csr.concat());
-    std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-}
 
 // A one-request-per-connection HTTPS server that answers 200 and sends
 // each request (head and body) to the test.

@@ -102,3 +102,10 @@ pub fn append(path: &Path, line: &str) {
 pub fn is_change(alert: &serde_json::Value, path: &Path, change: &str) -> bool {
     alert["path"] == path.to_str().unwrap() && alert["change"] == change
 }
+
+/// A directory to watch holding a `passwd` file with one root line.
+pub fn watched_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    dir
+}
