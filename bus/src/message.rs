@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use schemas::header;
+use schemas::{header, subject};
 
 use crate::BusError;
 use crate::memory::MemoryAcker;
@@ -81,6 +81,20 @@ impl Delivery {
                 Ok(())
             }
         }
+    }
+
+    /// The message that parks this delivery on `fim.dlq.<stage>`: the same
+    /// payload and headers, plus where it came from and why it was refused.
+    /// Its id is derived from the stream position, so parking twice stores
+    /// it once.
+    pub fn dead_letter(&self, stage: &str, reason: &str, error: String) -> Outgoing {
+        let mut headers = self.headers.clone();
+        let id = format!("{stage}:{}:{}", self.subject, self.stream_sequence);
+        headers.insert(header::MSG_ID, id);
+        headers.insert(header::DEAD_LETTER_SUBJECT, self.subject.clone());
+        headers.insert(header::DEAD_LETTER_REASON, reason);
+        headers.insert(header::DEAD_LETTER_ERROR, error);
+        Outgoing { subject: subject::dead_letters(stage), headers, payload: self.payload.clone() }
     }
 
     /// Tells the bus the work goes on, restarting the ack wait, so a long

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use schemas::{Describe, header, subject};
+use schemas::Describe;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, warn};
@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, error, warn};
 pub use crate::metrics::{DeadLetterMetrics, StageMetrics};
 
 use crate::error::BoxError;
-use crate::{Bus, Consumer, Delivery, Outgoing, ReadyFlag};
+use crate::{Bus, Consumer, Delivery, ReadyFlag};
 
 /// Everything a stage needs besides its own configuration.
 #[derive(Clone)]
@@ -211,17 +211,7 @@ async fn dead_letter(
 ) -> Result<(), crate::BusError> {
     warn!(stage, reason, subject = %delivery.subject, error = %error_chain(error), "message refused, sent to dead letters");
     ctx.dead_letters.record(stage, reason);
-    let mut message = Outgoing {
-        subject: subject::dead_letters(stage),
-        headers: delivery.headers.clone(),
-        payload: delivery.payload.clone(),
-    };
-    let id = format!("{stage}:{}:{}", delivery.subject, delivery.stream_sequence);
-    message.headers.insert(header::MSG_ID, id);
-    message.headers.insert(header::DEAD_LETTER_SUBJECT, delivery.subject.clone());
-    message.headers.insert(header::DEAD_LETTER_REASON, reason);
-    message.headers.insert(header::DEAD_LETTER_ERROR, error_chain(error));
-    ctx.bus.publish(message).await?;
+    ctx.bus.publish(delivery.dead_letter(stage, reason, error_chain(error))).await?;
     delivery.ack().await
 }
 

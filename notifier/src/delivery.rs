@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::stage::error_chain;
-use bus::{Consumer, Delivery, Outgoing, StageContext};
-use schemas::{Alert, header, subject};
+use bus::{Consumer, Delivery, StageContext};
+use schemas::{Alert, subject};
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, trace, warn};
 
@@ -251,18 +251,8 @@ impl<S: Sink> Worker<S> {
         attempts: u32,
     ) -> bool {
         let durable = durable_name(&self.sink_name);
-        let mut message = Outgoing {
-            subject: subject::dead_letters(&durable),
-            headers: delivery.headers.clone(),
-            payload: delivery.payload.clone(),
-        };
-        let id = format!("{durable}:{}:{}", delivery.subject, delivery.stream_sequence);
-        message.headers.insert(header::MSG_ID, id);
-        message.headers.insert(header::DEAD_LETTER_SUBJECT, delivery.subject.clone());
-        message.headers.insert(header::DEAD_LETTER_REASON, reason);
-        message
-            .headers
-            .insert(header::DEAD_LETTER_ERROR, format!("after {attempts} attempts: {error_text}"));
+        let error = format!("after {attempts} attempts: {error_text}");
+        let message = delivery.dead_letter(&durable, reason, error);
         let alert_id = alert.map_or("-", |a| a.id.as_str());
         if let Err(publish) = self.ctx.bus.publish(message).await {
             error!(
