@@ -255,7 +255,7 @@ pub(crate) fn file_state(
     }
 }
 
-pub(crate) fn kind_of(stat: &Stat) -> FileKind {
+fn kind_of(stat: &Stat) -> FileKind {
     match stat.format() {
         libc::S_IFLNK => FileKind::Symlink,
         libc::S_IFDIR => FileKind::Directory,

@@ -15,14 +15,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-use schemas::{FileKind, RawPath};
+use schemas::{FileKind, FileState, RawPath};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::debug;
 
 use crate::beneath::{self, Stat};
 use crate::digest::Digester;
-use crate::inspect::kind_of;
+use crate::inspect::file_state;
 
 /// How a scan runs.
 #[derive(Debug, Clone)]
@@ -397,20 +397,27 @@ fn entry(
     blake3: Option<String>,
     link_target: Option<RawPath>,
 ) -> Entry {
-    let mtime = OffsetDateTime::from_unix_timestamp_nanos(i128::from(stat.mtime_ns))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    Entry {
-        path,
-        kind: kind_of(stat),
-        blake3,
-        size: stat.size,
-        mode: stat.mode,
-        uid: stat.uid,
-        gid: stat.gid,
-        mtime,
-        link_target,
-        partial: false,
-        unstable: false,
+    Entry::new(path, file_state(stat, blake3, link_target))
+}
+
+impl Entry {
+    /// The manifest line of a path in `state`.
+    pub fn new(path: RawPath, state: FileState) -> Self {
+        let mtime = OffsetDateTime::from_unix_timestamp_nanos(i128::from(state.mtime_ns))
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Entry {
+            path,
+            kind: state.kind,
+            blake3: state.blake3,
+            size: state.size,
+            mode: state.mode,
+            uid: state.uid,
+            gid: state.gid,
+            mtime,
+            link_target: state.link_target,
+            partial: state.partial,
+            unstable: state.unstable,
+        }
     }
 }
 
