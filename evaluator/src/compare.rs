@@ -180,7 +180,7 @@ mod tests {
     use crate::store::{SledStore, key, source_key};
 
     fn baseline() -> Baseline {
-        Baseline { state: None, event_time_ns: 0, authorized: None, alerted: Vec::new() }
+        Baseline::absent(0)
     }
 
     async fn seed(store: &SledStore, source: &Source, info: Option<ContainerInfo>, seen_ns: i128) {

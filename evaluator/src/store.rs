@@ -65,6 +65,12 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// A path known to be absent as of `event_time_ns`, with no authorized
+    /// state and no alerts yet.
+    pub fn absent(event_time_ns: i128) -> Self {
+        Self { state: None, event_time_ns, authorized: None, alerted: Vec::new() }
+    }
+
     /// Whether the last seen state differs from the authorized one.
     pub fn drifted(&self) -> bool {
         match &self.authorized {

@@ -74,14 +74,9 @@ impl<S: BaselineStore> Worker<S> {
         let decision =
             decide(baseline.as_ref(), previous.as_ref(), &observation, reference.as_ref());
         trace!(path = %event.path, ?decision, "observation evaluated");
-        let mut outcome = self.apply(&observation, decision, baseline, reference);
+        let mut outcome = self.apply(&key, &observation, decision, baseline, reference);
         if let Some(previous_key) = previous_key.filter(|_| outcome.alert.is_some()) {
-            let tombstone = Baseline {
-                state: None,
-                event_time_ns: event.time.unix_timestamp_nanos(),
-                authorized: None,
-                alerted: Vec::new(),
-            };
+            let tombstone = Baseline::absent(event.time.unix_timestamp_nanos());
             outcome
                 .writes
                 .push(Write::put(Table::Baselines, previous_key, &tombstone).map_err(transient)?);
@@ -124,20 +119,16 @@ impl<S: BaselineStore> Worker<S> {
 
     fn apply(
         &self,
+        key: &[u8],
         observation: &Observation,
         decision: Decision,
         baseline: Option<Baseline>,
         reference: Option<Authorized>,
     ) -> Outcome {
-        let event = &observation.event;
-        let mut entry = baseline.clone().unwrap_or(Baseline {
-            state: None,
-            event_time_ns: 0,
-            authorized: None,
-            alerted: Vec::new(),
-        });
+        let first_sight = baseline.is_none();
+        let mut entry = baseline.unwrap_or_else(|| Baseline::absent(0));
         entry.state = observation.state.clone();
-        entry.event_time_ns = event.time.unix_timestamp_nanos();
+        entry.event_time_ns = observation.event.time.unix_timestamp_nanos();
         if entry.authorized.is_none() {
             entry.authorized = reference.clone();
         }
@@ -160,7 +151,7 @@ impl<S: BaselineStore> Worker<S> {
             }
             Decision::Authorized => ("authorized", None),
             Decision::Alert { change, before } => {
-                match self.judge(observation, change, before, &mut entry, baseline.is_none()) {
+                match self.judge(observation, change, before, &mut entry, first_sight) {
                     Judged::Skip(label) => {
                         self.shared.metrics.decision(label);
                         return Outcome { writes: Vec::new(), alert: None };
@@ -171,8 +162,7 @@ impl<S: BaselineStore> Worker<S> {
             }
         };
         self.shared.metrics.decision(label);
-        let key = store::key(&event.source, &event.node, &event.path);
-        match Write::put(Table::Baselines, key, &entry) {
+        match Write::put(Table::Baselines, key.to_vec(), &entry) {
             Ok(write) => Outcome { writes: vec![write], alert },
             // Encoding a plain struct cannot fail; if it ever did, alert anyway.
             Err(_) => Outcome { writes: Vec::new(), alert },
