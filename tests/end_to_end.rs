@@ -124,16 +124,7 @@ async fn a_malformed_event_is_dead_lettered_and_the_pipeline_keeps_working() {
     let client = async_nats::connect(&url).await.unwrap();
     let mut dead = client.subscribe("fim.dlq.>").await.unwrap();
 
-    let fim = Fim::start(&[
-        "all",
-        "--nats",
-        &url,
-        "--no-containers",
-        "--watch",
-        watch,
-        "--data-dir",
-        data_dir,
-    ]);
+    let fim = Fim::all_over_nats(&url, watch, data_dir);
     fim.wait_ready();
     let jetstream = async_nats::jetstream::new(client.clone());
     jetstream.publish("fim.events.test", "garbage".into()).await.unwrap().await.unwrap();

@@ -109,16 +109,7 @@ async fn an_approval_sent_over_nats_is_applied_by_the_running_evaluator() {
     let url = server.url();
     let (watched, data) = (watched_dir(), tempfile::tempdir().unwrap());
     let (watch, data_dir) = (watched.path().to_str().unwrap(), data.path().to_str().unwrap());
-    let running = Fim::start(&[
-        "all",
-        "--nats",
-        &url,
-        "--no-containers",
-        "--watch",
-        watch,
-        "--data-dir",
-        data_dir,
-    ]);
+    let running = Fim::all_over_nats(&url, watch, data_dir);
     running.wait_ready();
     tokio::time::sleep(Duration::from_millis(1000)).await;
 

@@ -50,16 +50,7 @@ async fn the_dashboard_queries_only_metrics_that_fim_exports() {
     let file = watched.path().join("f");
     std::fs::write(&file, "a\n").unwrap();
     let (watch, data_dir) = (watched.path().to_str().unwrap(), data.path().to_str().unwrap());
-    let fim = Fim::start(&[
-        "all",
-        "--nats",
-        &url,
-        "--no-containers",
-        "--watch",
-        watch,
-        "--data-dir",
-        data_dir,
-    ]);
+    let fim = Fim::all_over_nats(&url, watch, data_dir);
     fim.wait_ready();
     let jetstream = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
     jetstream.publish("fim.events.test", "garbage".into()).await.unwrap().await.unwrap();

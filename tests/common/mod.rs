@@ -45,6 +45,13 @@ impl Fim {
         Self { child, stdout: receiver, listen }
     }
 
+    /// Starts `fim all --nats <url>` watching one host directory only
+    /// (no containers), with its baselines in `data_dir`.
+    pub fn all_over_nats(url: &str, watch: &str, data_dir: &str) -> Self {
+        let args = ["--nats", url, "--no-containers", "--watch", watch, "--data-dir", data_dir];
+        Self::start(&[&["all"][..], &args].concat())
+    }
+
     /// Waits for `/readyz` to answer 200.
     pub fn wait_ready(&self) {
         testkit::wait_ready(&self.listen, Duration::from_secs(30)).unwrap();
