@@ -152,19 +152,6 @@ fn message_span(stage: &'static str, delivery: &Delivery) -> tracing::Span {
     )
 }
 
-fn describe(message: &impl Describe) {
-    let span = tracing::Span::current();
-    if let Some(path) = message.path() {
-        span.record("path", tracing::field::display(path));
-    }
-    if let Some(container) = message.container() {
-        span.record("container", container);
-    }
-    if let Some(rule) = message.rule() {
-        span.record("rule", rule);
-    }
-}
-
 async fn process<T, H>(
     ctx: &StageContext,
     stage: &'static str,
@@ -177,7 +164,7 @@ async fn process<T, H>(
     let started = Instant::now();
     let outcome = match schemas::decode::<T>(&delivery.payload) {
         Ok(message) => {
-            describe(&message);
+            crate::trace::describe(&tracing::Span::current(), &message);
             handler.handle(message, delivery).await
         }
         Err(error) => Err(Failure::Permanent { reason: error.reason(), error: error.into() }),

@@ -45,3 +45,18 @@ pub fn continue_from(headers: &Headers, span: &tracing::Span) {
     // Fails only when no OpenTelemetry layer is installed: nothing to link.
     let _ = span.set_parent(parent);
 }
+
+/// Records what `message` is about (path, container, rule) on `span`, which
+/// must declare those fields (empty) when created. Every stage's span of
+/// one change then carries the same facts.
+pub fn describe(span: &tracing::Span, message: &impl schemas::Describe) {
+    if let Some(path) = message.path() {
+        span.record("path", tracing::field::display(path));
+    }
+    if let Some(container) = message.container() {
+        span.record("container", container);
+    }
+    if let Some(rule) = message.rule() {
+        span.record("rule", rule);
+    }
+}

@@ -100,7 +100,7 @@ impl<S: Sink> Worker<S> {
             );
             if let Some(first) = batch.first() {
                 bus::trace::continue_from(&first.delivery.headers, &span);
-                describe(&span, &first.alert);
+                bus::trace::describe(&span, &first.alert);
             }
             if self.deliver(batch).instrument(span).await.is_err() {
                 break;
@@ -326,17 +326,6 @@ impl Settled {
                 self.set.remove(&oldest);
             }
         }
-    }
-}
-
-// Names the (first) alert's path, container and rule on the span, as every
-// stage's span does.
-fn describe(span: &tracing::Span, alert: &Alert) {
-    use schemas::Describe;
-    span.record("path", tracing::field::display(&alert.path));
-    span.record("rule", alert.rule.as_str());
-    if let Some(container) = alert.container() {
-        span.record("container", container);
     }
 }
 
