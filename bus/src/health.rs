@@ -69,11 +69,6 @@ impl ReadyFlag {
         self.sender.send_replace(ready);
     }
 
-    /// Whether the component is ready.
-    pub fn is_ready(&self) -> bool {
-        *self.sender.borrow()
-    }
-
     /// Waits until the component is ready.
     pub async fn wait(&self) {
         let mut receiver = self.sender.subscribe();
